@@ -1,0 +1,133 @@
+"""Command line of the twin: SGLang's own launch flags plus a few twin settings, validated.
+
+Flags SGLang has but the twin ignores are still accepted (an operator can paste a real launch
+line) and reported in /server_info as ``unknown_args``. Flags that contradict the hardware
+(e.g. ``--tp 16`` on one H200 node) stop the twin at start with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from agentperf_tui.twin.hardware import HARDWARE, HardwareSpec
+
+
+class TwinConfigError(ValueError):
+    """A twin flag that cannot describe a real deployment on the chosen hardware."""
+
+
+@dataclass(frozen=True)
+class TwinConfig:
+    """Validated twin settings: the parsed namespace plus the derived deployment shape."""
+
+    args: argparse.Namespace
+    unknown_args: tuple[str, ...]
+    hardware: HardwareSpec
+    total_gpus: int
+    engine_gpus: int  # GPUs per decode (or mixed) engine = --tp
+    mixed_engines: int  # engines doing both prefill and decode (aggregated)
+    prefill_engines: int
+    decode_engines: int
+    prefill_engine_gpus: int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agentperf-tui twin",
+        description="Digital twin of SGLang serving DeepSeek V4 Pro (no GPU needed).",
+        allow_abbrev=False,
+    )
+    sg = p.add_argument_group("SGLang flags")
+    sg.add_argument("--model-path", default="deepseek-ai/DeepSeek-V4-Pro")
+    sg.add_argument("--served-model-name", default=None)
+    sg.add_argument("--tp", "--tp-size", "--tensor-parallel-size", dest="tp", type=int, default=1)
+    sg.add_argument("--dp", "--dp-size", "--data-parallel-size", dest="dp", type=int, default=1)
+    sg.add_argument("--ep", "--ep-size", "--expert-parallel-size", dest="ep", type=int, default=1)
+    sg.add_argument("--pp", "--pp-size", dest="pp", type=int, default=1)
+    sg.add_argument("--nnodes", type=int, default=1)
+    sg.add_argument("--node-rank", type=int, default=0)
+    sg.add_argument("--enable-dp-attention", action="store_true")
+    sg.add_argument("--host", default="127.0.0.1")
+    sg.add_argument("--port", type=int, default=30000)
+    sg.add_argument("--enable-metrics", action="store_true")
+    sg.add_argument("--max-running-requests", type=int, default=None)
+    sg.add_argument("--mem-fraction-static", type=float, default=0.88)
+    sg.add_argument("--context-length", type=int, default=None)
+    sg.add_argument("--chunked-prefill-size", type=int, default=8192)
+    sg.add_argument("--stream-interval", type=int, default=1)
+    sg.add_argument("--tool-call-parser", default=None)
+    sg.add_argument("--reasoning-parser", default=None)
+    sg.add_argument("--speculative-algorithm", default=None)
+    sg.add_argument("--speculative-num-steps", type=int, default=None)
+    sg.add_argument("--speculative-eagle-topk", type=int, default=None)
+    sg.add_argument("--speculative-num-draft-tokens", type=int, default=None)
+    sg.add_argument("--moe-a2a-backend", default=None)
+    sg.add_argument("--moe-runner-backend", default=None)
+    sg.add_argument("--disaggregation-mode", default="null")
+    sg.add_argument("--trust-remote-code", action="store_true")
+    sg.add_argument("--api-key", default=None)
+    sg.add_argument("--log-level", default="info")
+    tw = p.add_argument_group("twin settings")
+    tw.add_argument("--hardware", choices=sorted(HARDWARE), default="h200")
+    tw.add_argument("--dcgm-port", type=int, default=9400,
+                    help="port of the simulated dcgm-exporter (0 disables it)")
+    tw.add_argument("--prefill-gpus", type=int, default=0,
+                    help="GPUs given to dedicated prefill workers (PD disaggregation); 0 = aggregated")
+    tw.add_argument("--prefill-tp", type=int, default=4, help="GPUs per prefill worker")
+    tw.add_argument("--mtp-acceptance", type=float, default=0.7,
+                    help="per-token acceptance probability of drafted tokens (uncertain)")
+    tw.add_argument("--tool-call-rate", type=float, default=0.5,
+                    help="share of tool-offering requests the simulated model answers with a tool call")
+    tw.add_argument("--reasoning-share", type=float, default=0.5,
+                    help="share of output tokens streamed as reasoning when thinking is requested")
+    tw.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def parse_twin_args(argv: list[str] | None) -> TwinConfig:
+    """Parse and validate; raises TwinConfigError naming the flag that does not fit."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    hw = HARDWARE[args.hardware]
+    total = hw.gpus_per_node * args.nnodes if args.hardware == "h200" else hw.nvlink_domain_gpus
+    if args.nnodes < 1 or args.nnodes > hw.max_nodes:
+        raise TwinConfigError(f"--nnodes {args.nnodes}: {hw.name} allows 1..{hw.max_nodes}")
+    for flag in ("tp", "dp", "ep", "pp"):
+        if getattr(args, flag) < 1:
+            raise TwinConfigError(f"--{flag} must be >= 1")
+    if args.tp * args.pp > total:
+        raise TwinConfigError(
+            f"--tp {args.tp} x --pp {args.pp} needs {args.tp * args.pp} GPUs but {hw.name} with "
+            f"--nnodes {args.nnodes} has {total}"
+        )
+    if args.tp > hw.nvlink_domain_gpus:
+        raise TwinConfigError(f"--tp {args.tp} exceeds the {hw.nvlink_domain_gpus}-GPU NVLink domain of {hw.name}")
+    if not args.enable_dp_attention and args.tp * args.dp * args.pp > total:
+        raise TwinConfigError(
+            f"--tp {args.tp} x --dp {args.dp} needs {args.tp * args.dp * args.pp} GPUs but {hw.name} "
+            f"with --nnodes {args.nnodes} has {total}"
+        )
+    if args.dp > args.tp and args.enable_dp_attention:
+        raise TwinConfigError(f"--dp {args.dp} with --enable-dp-attention must not exceed --tp {args.tp}")
+    if args.ep > 1 and args.tp % args.ep:
+        raise TwinConfigError(f"--ep {args.ep} must divide --tp {args.tp}")
+    if not 0.05 <= args.mem_fraction_static <= 0.99:
+        raise TwinConfigError(f"--mem-fraction-static {args.mem_fraction_static} outside 0.05..0.99")
+    if args.prefill_gpus < 0 or args.prefill_gpus >= total:
+        raise TwinConfigError(f"--prefill-gpus {args.prefill_gpus} must leave decode GPUs out of {total}")
+    if args.prefill_gpus and args.prefill_gpus % args.prefill_tp:
+        raise TwinConfigError(f"--prefill-gpus {args.prefill_gpus} is not a multiple of --prefill-tp {args.prefill_tp}")
+    if args.stream_interval < 1:
+        raise TwinConfigError("--stream-interval must be >= 1")
+    if not 0.0 <= args.mtp_acceptance <= 1.0:
+        raise TwinConfigError("--mtp-acceptance must be within 0..1")
+    engine_gpus = args.tp * args.pp
+    decode_gpus = total - args.prefill_gpus
+    engines = decode_gpus // engine_gpus
+    if engines < 1:
+        raise TwinConfigError(f"--tp {args.tp} leaves no room for a decode engine on {decode_gpus} GPUs")
+    if args.prefill_gpus:
+        return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, 0,
+                          args.prefill_gpus // args.prefill_tp, engines, args.prefill_tp)
+    return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, engines, 0, 0, engine_gpus)

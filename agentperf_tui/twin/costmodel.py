@@ -1,0 +1,164 @@
+"""The twin's cost model: how long one scheduler step takes and how much power it draws.
+
+A roofline model per engine (one tensor-parallel group of GPUs holding one copy of the weights):
+a step takes max(memory time, compute time) + communication + a fixed per-layer overhead, where
+memory time counts the weights the step touches (dense part always, routed experts as the
+expected number of distinct experts its tokens select) and the compressed KV it reads, and
+compute time counts 2 FLOP per active parameter per token plus attention. Every constant lives
+in hardware.py with its source; docs/twin.md walks through the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agentperf_tui.twin.hardware import HardwareSpec, ModelSpec
+
+# Fixed CPU-side scheduling cost per step and per request in it (uncertain; SGLang's overlap
+# scheduler hides most of it).
+STEP_OVERHEAD_S = 0.0005
+PER_REQUEST_OVERHEAD_S = 2e-6
+# Share of the power range drawn when the step is compute- or memory-bound (uncertain).
+POWER_WEIGHT_COMPUTE = 1.0
+POWER_WEIGHT_MEMORY = 0.65
+ACTIVATION_BYTES = 2  # BF16 activations on the wire
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    """Duration of one step and the GPU activity that sets its power draw (0..1)."""
+
+    duration_s: float
+    activity: float
+    memory_s: float
+    compute_s: float
+    comm_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeculativeConfig:
+    """EAGLE/MTP settings: steps drafted, tokens verified, per-token acceptance probability."""
+
+    num_steps: int = 0
+    num_draft_tokens: int = 0
+    acceptance: float = 0.7  # (uncertain) per drafted token; SGLang reports accept length
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_steps > 0 and self.num_draft_tokens > 1
+
+    @property
+    def expected_accept_length(self) -> float:
+        """Tokens emitted per verify step: 1 + a + a^2 + ... over the drafted chain."""
+        if not self.enabled:
+            return 1.0
+        depth = min(self.num_steps, self.num_draft_tokens - 1)
+        return sum(self.acceptance**i for i in range(depth + 1))
+
+    @property
+    def tokens_per_request(self) -> int:
+        return self.num_draft_tokens if self.enabled else 1
+
+
+class CostModel:
+    """Step times and power for one engine of ``gpus`` GPUs of ``hardware`` serving ``model``."""
+
+    def __init__(self, hardware: HardwareSpec, model: ModelSpec, gpus: int, spec: SpeculativeConfig):
+        self.hardware = hardware
+        self.model = model
+        self.gpus = gpus
+        self.spec = spec
+        self._mem_bw = gpus * hardware.hbm_bw_tbs * 1e12 * hardware.memory_efficiency
+        self._decode_flops = gpus * hardware.prefill_tflops * 1e12 * hardware.compute_efficiency
+        self._prefill_flops = self._decode_flops
+        self._always_bytes = model.always_active_params * model.dense_bytes_per_param
+        self._expert_layer_bytes = model.expert_params * model.expert_bytes_per_param * model.moe_layers
+        self._fixed_s = model.layers * (
+            hardware.layer_overhead_us + 2 * hardware.allreduce_latency_us
+        ) * 1e-6 + STEP_OVERHEAD_S
+        self._link_bw = hardware.nvlink_gbs * 1e9
+
+    # -- memory ------------------------------------------------------------------------------
+    def kv_capacity_tokens(self, mem_fraction_static: float) -> int:
+        """Context tokens the KV pool holds: memory x fraction - weights, over KV per token."""
+        pool = self.gpus * self.hardware.hbm_gb * 1e9 * mem_fraction_static - self.model.weight_bytes
+        if pool <= 0:
+            return 0
+        return int(pool / self.model.kv_bytes_per_token())
+
+    def distinct_experts(self, tokens: int) -> float:
+        """Expected distinct routed experts per layer touched by ``tokens`` tokens (top-k uniform)."""
+        m = self.model
+        miss = (1.0 - m.experts_per_token / m.routed_experts) ** max(0, tokens)
+        return m.routed_experts * (1.0 - miss)
+
+    # -- steps -------------------------------------------------------------------------------
+    def decode_step(self, batch: int, kv_read_bytes: float, attn_flops: float) -> StepCost:
+        """One decode (or speculative verify) step over ``batch`` requests.
+
+        ``kv_read_bytes`` and ``attn_flops`` are sums over the batch of ModelSpec.kv_read_bytes
+        and attention_flops_per_token at each request's context.
+        """
+        if batch <= 0:
+            return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
+        per_req = self.spec.tokens_per_request
+        tokens = batch * per_req
+        weight_bytes = self._always_bytes + self.distinct_experts(tokens) * self._expert_layer_bytes
+        memory_s = (weight_bytes + kv_read_bytes) / self._mem_bw
+        flops = tokens * 2.0 * self.model.active_params + attn_flops * per_req
+        compute_s = flops / self._decode_flops
+        comm_s = self._fixed_s + self._activation_comm_s(tokens)
+        draft_s = 0.0
+        if self.spec.enabled:
+            # one MTP layer per drafted step: ~1/layers of the main step's fixed cost and reads
+            draft_s = self.spec.num_steps * (comm_s + max(memory_s, compute_s)) / self.model.layers
+        busy = max(memory_s, compute_s)
+        duration = busy + comm_s + draft_s + batch * PER_REQUEST_OVERHEAD_S
+        return StepCost(duration, self._activity(memory_s, compute_s, duration), memory_s, compute_s, comm_s)
+
+    def prefill_step(self, new_tokens: int, attn_flops: float) -> StepCost:
+        """One (chunked) prefill step computing ``new_tokens`` uncached prompt tokens.
+
+        ``attn_flops`` is the sum over those tokens of attention FLOPs at their positions.
+        """
+        if new_tokens <= 0:
+            return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
+        weight_bytes = self._always_bytes + self.distinct_experts(new_tokens) * self._expert_layer_bytes
+        memory_s = weight_bytes / self._mem_bw
+        compute_s = (new_tokens * 2.0 * self.model.active_params + attn_flops) / self._prefill_flops
+        comm_s = self._fixed_s + self._activation_comm_s(new_tokens)
+        duration = max(memory_s, compute_s) + comm_s
+        return StepCost(duration, self._activity(memory_s, compute_s, duration), memory_s, compute_s, comm_s)
+
+    def kv_transfer_s(self, context_tokens: int) -> float:
+        """Moving a request's KV from a prefill to a decode worker (disaggregation) over NVLink."""
+        bytes_ = context_tokens * self.model.kv_bytes_per_token() + self.model.kv_window_bytes()
+        return 0.002 + bytes_ / self._link_bw
+
+    def _activation_comm_s(self, tokens: int) -> float:
+        # two all-reduces (or dispatch+combine) of the hidden state per layer
+        if self.gpus <= 1:
+            return 0.0
+        bytes_ = tokens * self.model.hidden * ACTIVATION_BYTES * 2 * self.model.layers
+        return bytes_ / self._link_bw
+
+    # -- power -------------------------------------------------------------------------------
+    def _activity(self, memory_s: float, compute_s: float, duration_s: float) -> float:
+        if duration_s <= 0:
+            return 0.0
+        value = (POWER_WEIGHT_COMPUTE * compute_s + POWER_WEIGHT_MEMORY * memory_s) / duration_s
+        return min(1.0, value)
+
+    def power_w(self, activity: float) -> float:
+        """Per-GPU power at an activity level: idle plus a share of the range up to max power."""
+        hw = self.hardware
+        return hw.idle_power_w + (hw.max_power_w - hw.idle_power_w) * min(1.0, max(0.0, activity))
+
+
+def decode_tokens_per_s(model: CostModel, batch: int, context: int) -> float:
+    """Per-request decode speed at a uniform batch and context (for docs, benches and tests)."""
+    kv = model.model.kv_read_bytes(context) * batch
+    attn = model.model.attention_flops_per_token(context) * batch
+    step = model.decode_step(batch, kv, attn)
+    return model.spec.expected_accept_length / step.duration_s if step.duration_s > 0 else math.inf

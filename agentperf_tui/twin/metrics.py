@@ -1,0 +1,202 @@
+"""Prometheus exposition of the twin: SGLang's ``sglang:`` series and dcgm-exporter's series.
+
+Values are computed at scrape time from the cluster by custom collectors and written with
+prometheus_client's own exposition code, so the text is valid Prometheus by construction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from agentperf_tui.twin.scheduler import Cluster
+
+TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
+E2E_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Histogram:
+    """Cumulative bucket counts fed from a list the scheduler appends to."""
+
+    def __init__(self, buckets: Sequence[float]):
+        self.bounds = tuple(buckets)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def drain(self, values: list[float]) -> None:
+        for value in values:
+            self.counts[bisect.bisect_left(self.bounds, value)] += 1
+            self.total += value
+        values.clear()
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            out.append((repr(float(bound)), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+class SGLangCollector(Collector):
+    """The ``sglang:`` series named in SGLang's metrics (REFERENCE §3), label ``model_name``."""
+
+    def __init__(self, cluster: Cluster, model_name: str, spec_enabled: bool):
+        self.cluster = cluster
+        self.model_name = model_name
+        self.spec_enabled = spec_enabled
+        self.hist = {
+            "time_to_first_token_seconds": (Histogram(TTFT_BUCKETS), cluster.stats.ttft),
+            "inter_token_latency_seconds": (Histogram(ITL_BUCKETS), cluster.stats.itl),
+            "e2e_request_latency_seconds": (Histogram(E2E_BUCKETS), cluster.stats.e2e),
+            "queue_time_seconds": (Histogram(QUEUE_BUCKETS), cluster.stats.queue_time),
+        }
+
+    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
+        g = GaugeMetricFamily(f"sglang:{name}", doc, labels=["model_name"])
+        g.add_metric([self.model_name], float(value))
+        return g
+
+    def _counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
+        c = CounterMetricFamily(f"sglang:{name}", doc, labels=["model_name"])
+        c.add_metric([self.model_name], float(value))
+        return c
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.cluster
+        s = c.stats
+        cap = c.kv_capacity_tokens
+        used = c.kv_used_tokens
+        prompt = s.prompt_tokens_total
+        yield self._gauge("num_running_reqs", "The number of running requests.", c.running)
+        yield self._gauge("num_queue_reqs", "The number of requests in the waiting queue.", c.queued)
+        yield self._gauge("num_used_tokens", "The number of used tokens.", used)
+        yield self._gauge("token_usage", "The token usage.", used / cap if cap else 0.0)
+        yield self._gauge("max_total_num_tokens", "Maximum total number of tokens in the KV pool.", cap)
+        yield self._gauge("gen_throughput", "The generation throughput (token/s).", c.gen_throughput())
+        yield self._gauge("cache_hit_rate", "The prefix cache hit rate.",
+                          s.cached_tokens_total / prompt if prompt else 0.0)
+        accept = s.spec_accepted_tokens / s.spec_verify_steps if (self.spec_enabled and s.spec_verify_steps) else 0.0
+        yield self._gauge("spec_accept_length", "The average acceptance length of speculative decoding.", accept)
+        yield self._gauge("num_retracted_reqs", "The number of retracted requests.", s.retracted)
+        yield self._gauge("twin_step_lag_seconds",
+                          "Twin only: how far the simulated step clock fell behind real time.", s.step_lag_s)
+        yield self._counter("prompt_tokens", "Number of prefill tokens processed.", prompt)
+        yield self._counter("generation_tokens", "Number of generation tokens processed.", s.generation_tokens_total)
+        yield self._counter("cached_tokens", "Number of cached prompt tokens.", s.cached_tokens_total)
+        yield self._counter("num_requests", "Number of requests processed.", s.requests_total)
+        yield self._counter("num_aborted_requests", "Number of requests aborted.", s.aborted_total)
+        for name, (hist, source) in self.hist.items():
+            hist.drain(source)
+            h = HistogramMetricFamily(f"sglang:{name}", f"Histogram of {name.replace('_', ' ')}.",
+                                      labels=["model_name"])
+            h.add_metric([self.model_name], hist.buckets(), hist.total)
+            yield h
+
+
+# dcgm-exporter's HELP text and types for the series the twin exposes (default-counters.csv)
+DCGM_SERIES = (
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+)
+DRIVER_VERSION = "570.133.20"
+
+
+class DcgmExporter:
+    """Renders dcgm-exporter's text format for every simulated GPU.
+
+    Written by hand rather than with prometheus_client because dcgm-exporter declares
+    ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` a counter *without* the ``_total`` suffix that
+    prometheus_client's exposition always adds; the twin must match the real exporter's bytes.
+    Power is the draw of the step running now (idle between steps); energy is the integral the
+    engines keep, so energy deltas over any window equal the mean power over it.
+    """
+
+    def __init__(self, gpu_map: Sequence[tuple[int, str, object]], gpu_name: str, fb_total_mib: float,
+                 idle_power_w: float, max_power_w: float, weight_mib_per_gpu: float):
+        self.gpu_map = gpu_map  # (gpu index, hostname, engine or None)
+        self.gpu_name = gpu_name
+        self.fb_total_mib = fb_total_mib
+        self.idle_power_w = idle_power_w
+        self.max_power_w = max_power_w
+        self.weight_mib = weight_mib_per_gpu
+        self._last_busy: dict[int, tuple[float, float]] = {}
+        self._t0 = time.monotonic()
+        self._labels = {}
+        per_host: dict[str, int] = {}
+        for gpu, host, _ in gpu_map:
+            local = per_host.get(host, 0)
+            per_host[host] = local + 1
+            gid = uuid.uuid5(uuid.NAMESPACE_DNS, f"agentperf-twin-{host}-{gpu}")
+            self._labels[gpu] = (
+                f'gpu="{local}",UUID="GPU-{gid}",pci_bus_id="00000000:{0x18 + 0x10 * local:02X}:00.0",'
+                f'device="nvidia{local}",modelName="{gpu_name}",Hostname="{host}",'
+                f'DCGM_FI_DRIVER_VERSION="{DRIVER_VERSION}"'
+            )
+
+    def sample(self, now: float) -> list[dict[str, float]]:
+        """Current values per GPU, keyed by series name."""
+        rows = []
+        for gpu, _host, engine in self.gpu_map:
+            if engine is None:
+                joules = self.idle_power_w * (now - self._t0)
+                watts, busy_frac, used_mib = self.idle_power_w, 0.0, 600.0
+            else:
+                joules = engine.energy_up_to(now)  # type: ignore[attr-defined]
+                busy_now = engine.utilization(now)  # type: ignore[attr-defined]
+                watts = engine.busy_power_w if busy_now else self.idle_power_w  # type: ignore[attr-defined]
+                last_t, last_busy = self._last_busy.get(gpu, (self._t0, 0.0))
+                busy = engine.busy_s  # type: ignore[attr-defined]
+                span = now - last_t
+                busy_frac = min(1.0, max(0.0, (busy - last_busy) / span)) if span > 0 else 0.0
+                self._last_busy[gpu] = (now, busy)
+                kv_share = engine.kv_used / max(1, engine.kv_capacity_tokens)  # type: ignore[attr-defined]
+                pool_mib = max(0.0, self.fb_total_mib * 0.88 - self.weight_mib)
+                used_mib = self.weight_mib + pool_mib * (0.9 + 0.1 * kv_share)
+            heat = (watts - self.idle_power_w) / max(1.0, self.max_power_w - self.idle_power_w)
+            rows.append({
+                "gpu": gpu,
+                "DCGM_FI_DEV_SM_CLOCK": 1980.0 if busy_frac > 0 else 345.0,
+                "DCGM_FI_DEV_GPU_TEMP": round(32 + 40 * heat),
+                "DCGM_FI_DEV_POWER_USAGE": watts,
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": int(joules * 1000.0),
+                "DCGM_FI_DEV_GPU_UTIL": round(100.0 * busy_frac),
+                "DCGM_FI_DEV_FB_FREE": round(max(0.0, self.fb_total_mib - used_mib)),
+                "DCGM_FI_DEV_FB_USED": round(used_mib),
+            })
+        return rows
+
+    def render(self) -> bytes:
+        rows = self.sample(time.monotonic())
+        out: list[str] = []
+        for name, kind, doc in DCGM_SERIES:
+            out.append(f"# HELP {name} {doc}")
+            out.append(f"# TYPE {name} {kind}")
+            for row in rows:
+                value = row[name]
+                text = f"{value:.6f}" if isinstance(value, float) else str(value)
+                out.append(f"{name}{{{self._labels[row['gpu']]}}} {text}")
+        return ("\n".join(out) + "\n").encode()
+
+
+def registry_with(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

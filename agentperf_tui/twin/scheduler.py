@@ -1,0 +1,453 @@
+"""Continuous batching in simulated real time: requests, engines and the cluster that routes.
+
+An ``Engine`` is one SGLang scheduler over one tensor-parallel group: it admits queued requests
+while KV memory and ``--max-running-requests`` allow, runs chunked prefill steps (prefill first,
+as SGLang's default scheduler does) or decode steps over its whole running batch, and sleeps for
+each step's duration from the cost model. A ``Cluster`` is the deployment: one or more engines
+(data parallel replicas, or prefill and decode pools when disaggregated) plus the router that
+sends each conversation to the engine holding its prefix. Streams are woken through a per-request
+future; the HTTP layer turns pending tokens into SSE chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from agentperf_tui.twin.costmodel import CostModel, StepCost
+from agentperf_tui.twin.prefix_cache import PrefixCache
+
+KV_REFRESH_TOKENS = 64  # recompute a request's per-step KV read cost every this many tokens
+DECODE_RESERVE_TOKENS = 256  # KV reserved at admission for tokens still to be generated
+
+
+class TwinRequest:
+    """One generation request moving through queue -> prefill -> decode -> finished."""
+
+    __slots__ = (
+        "rid", "chain", "prompt_tokens", "cached_tokens", "target_tokens", "route_key",
+        "prefilled", "context", "generated", "pending", "finished", "finish_reason", "aborted",
+        "waiter", "t_arrival", "t_admitted", "t_first_token", "t_finished", "kv_read",
+        "attn_flops", "kv_ctx", "engine", "reserved",
+    )
+
+    def __init__(self, rid: str, chain: Sequence[tuple[int, int]], prompt_tokens: int,
+                 target_tokens: int, route_key: int):
+        self.rid = rid
+        self.chain = chain
+        self.prompt_tokens = prompt_tokens
+        self.cached_tokens = 0
+        self.target_tokens = max(1, target_tokens)
+        self.route_key = route_key
+        self.prefilled = 0  # uncached prompt tokens computed so far
+        self.context = 0
+        self.generated = 0
+        self.pending = 0  # generated but not yet streamed
+        self.finished = False
+        self.finish_reason = ""
+        self.aborted = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.t_arrival = time.monotonic()
+        self.t_admitted = 0.0
+        self.t_first_token = 0.0
+        self.t_finished = 0.0
+        self.kv_read = 0.0
+        self.attn_flops = 0.0
+        self.kv_ctx = -KV_REFRESH_TOKENS
+        self.engine: Engine | None = None
+        self.reserved = 0
+
+    @property
+    def uncached_tokens(self) -> int:
+        return max(0, self.prompt_tokens - self.cached_tokens)
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait until the scheduler adds tokens or finishes the request."""
+        if self.pending or self.finished:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def take_pending(self) -> int:
+        n, self.pending = self.pending, 0
+        return n
+
+
+@dataclass
+class ClusterStats:
+    """Counters and recent-window figures the /metrics endpoints expose."""
+
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    cached_tokens_total: int = 0
+    requests_total: int = 0
+    aborted_total: int = 0
+    retracted: int = 0
+    spec_accepted_tokens: int = 0
+    spec_verify_steps: int = 0
+    step_lag_s: float = 0.0  # how far the twin's own clock fell behind (honesty about the twin)
+    recent_gen: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+    queue_time: list[float] = field(default_factory=list)
+
+
+class Engine:
+    """One scheduler over one TP group: its own KV pool, prefix cache and step loop."""
+
+    def __init__(self, index: int, role: str, cost: CostModel, kv_capacity_tokens: int,
+                 max_running: int, chunked_prefill_size: int, stream_interval: int,
+                 cluster: Cluster):
+        self.index = index
+        self.role = role  # "mixed" | "prefill" | "decode"
+        self.cost = cost
+        self.kv_capacity_tokens = kv_capacity_tokens
+        self.max_running = max_running
+        self.chunk = max(1, chunked_prefill_size)
+        self.stream_interval = max(1, stream_interval)
+        self.cluster = cluster
+        self.cache = PrefixCache(kv_capacity_tokens)
+        self.waiting: deque[TwinRequest] = deque()
+        self.prefilling: list[TwinRequest] = []
+        self.running: list[TwinRequest] = []
+        self.kv_used = 0
+        self.energy_j_per_gpu = 0.0
+        self._energy_t = time.monotonic()
+        self._busy_until = 0.0
+        self.busy_power_w = 0.0
+        self._wake: asyncio.Future[None] | None = None
+        self._clock = 0.0
+        self._rng = random.Random(index)
+        self.steps = 0
+        self.busy_s = 0.0
+
+    # -- intake ------------------------------------------------------------------------------
+    def enqueue(self, req: TwinRequest) -> None:
+        req.engine = self
+        self.waiting.append(req)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def abort(self, req: TwinRequest) -> None:
+        """Drop a request whose client went away, freeing its KV."""
+        if req.finished:
+            return
+        req.aborted = True
+        req.finished = True
+        req.finish_reason = "abort"
+        for pool in (self.running, self.prefilling):
+            if req in pool:
+                pool.remove(req)
+                self._release(req)
+                break
+        else:
+            try:
+                self.waiting.remove(req)
+            except ValueError:
+                pass
+        self.cluster.stats.aborted_total += 1
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def active(self) -> int:
+        return len(self.running) + len(self.prefilling)
+
+    # -- loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time()
+        while True:
+            self._admit()
+            if self.role != "decode" and self.prefilling:
+                batch, cost = self._plan_prefill()
+                await self._sleep(loop, cost)
+                self._finish_prefill(batch)
+            elif self.running:
+                cost = self._plan_decode()
+                await self._sleep(loop, cost)
+                self._advance_decode()
+            else:
+                self._wake = loop.create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
+                self._clock = loop.time()
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, cost: StepCost) -> None:
+        now = loop.time()
+        if now > self._clock:
+            self.cluster.stats.step_lag_s = now - self._clock
+            self._clock = now
+        start = self._clock
+        self._clock += cost.duration_s
+        self._account_energy(time.monotonic(), cost)
+        self.steps += 1
+        self.busy_s += cost.duration_s
+        delay = self._clock - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(0)
+        del start
+
+    def _admit(self) -> None:
+        while self.waiting and self.active < self.max_running:
+            req = self.waiting[0]
+            if req.finished:
+                self.waiting.popleft()
+                continue
+            need = req.prompt_tokens + min(DECODE_RESERVE_TOKENS, req.target_tokens)
+            if self.kv_used + need > self.kv_capacity_tokens and self.active > 0:
+                break
+            self.waiting.popleft()
+            req.reserved = need
+            self.kv_used += need
+            req.t_admitted = time.monotonic()
+            self.cache.evict_to(self.kv_capacity_tokens - self.kv_used)
+            if self.role == "decode":
+                req.context = req.prompt_tokens + req.generated
+                self.running.append(req)
+            else:
+                req.cached_tokens = min(self.cache.match(req.chain), max(0, req.prompt_tokens - 1))
+                req.context = req.cached_tokens
+                self.prefilling.append(req)
+
+    def _plan_prefill(self) -> tuple[list[tuple[TwinRequest, int]], StepCost]:
+        budget = self.chunk
+        batch: list[tuple[TwinRequest, int]] = []
+        attn = 0.0
+        model = self.cost.model
+        for req in self.prefilling:
+            if budget <= 0:
+                break
+            todo = req.uncached_tokens - req.prefilled
+            take = min(todo, budget)
+            if take <= 0:
+                take = 0
+            mid = req.cached_tokens + req.prefilled + take // 2
+            attn += take * model.attention_flops_per_token(mid)
+            batch.append((req, take))
+            budget -= take
+        new_tokens = sum(take for _, take in batch)
+        return batch, self.cost.prefill_step(max(1, new_tokens), attn)
+
+    def _finish_prefill(self, batch: list[tuple[TwinRequest, int]]) -> None:
+        now = time.monotonic()
+        stats = self.cluster.stats
+        for req, take in batch:
+            if req.finished:
+                continue
+            req.prefilled += take
+            req.context = req.cached_tokens + req.prefilled
+            if req.prefilled < req.uncached_tokens:
+                continue
+            self.prefilling.remove(req)
+            self.cache.insert(req.chain, self.kv_capacity_tokens - self.kv_used)
+            stats.prompt_tokens_total += req.prompt_tokens
+            stats.cached_tokens_total += req.cached_tokens
+            # the prefill forward pass yields the first output token
+            req.t_first_token = now
+            req.generated = 1
+            req.pending += 1
+            req.context = req.prompt_tokens + 1
+            stats.generation_tokens_total += 1
+            stats.recent_gen.append((now, 1))
+            stats.ttft.append(now - req.t_arrival)
+            stats.queue_time.append(req.t_admitted - req.t_arrival)
+            if req.generated >= req.target_tokens:
+                self._release(req)
+                self._complete(req, now)
+            elif self.role == "prefill":
+                self._release(req)
+                self.cluster.transfer(req)
+            else:
+                self.running.append(req)
+            req.wake()
+
+    def _plan_decode(self) -> StepCost:
+        model = self.cost.model
+        kv = 0.0
+        attn = 0.0
+        for req in self.running:
+            if req.context - req.kv_ctx >= KV_REFRESH_TOKENS:
+                req.kv_ctx = req.context
+                req.kv_read = model.kv_read_bytes(req.context)
+                req.attn_flops = model.attention_flops_per_token(req.context)
+            kv += req.kv_read
+            attn += req.attn_flops
+        return self.cost.decode_step(len(self.running), kv, attn)
+
+    def _advance_decode(self) -> None:
+        now = time.monotonic()
+        spec = self.cost.spec
+        depth = min(spec.num_steps, spec.num_draft_tokens - 1) if spec.enabled else 0
+        accept_p = spec.acceptance
+        rand = self._rng.random
+        interval = self.stream_interval
+        stats = self.cluster.stats
+        emitted = 0
+        batch = len(self.running)
+        still: list[TwinRequest] = []
+        for req in self.running:
+            if req.finished:
+                continue
+            n = 1
+            for _ in range(depth):
+                if rand() < accept_p:
+                    n += 1
+                else:
+                    break
+            left = req.target_tokens - req.generated
+            if n > left:
+                n = left
+            req.generated += n
+            req.pending += n
+            req.context += n
+            emitted += n
+            if req.generated >= req.target_tokens:
+                self._release(req)
+                self._complete(req, now)
+                req.wake()
+            else:
+                still.append(req)
+                if req.pending >= interval:
+                    req.wake()
+        self.running = still
+        if depth:
+            stats.spec_verify_steps += batch
+            stats.spec_accepted_tokens += emitted
+        stats.generation_tokens_total += emitted
+        stats.recent_gen.append((now, emitted))
+
+    def _release(self, req: TwinRequest) -> None:
+        self.kv_used -= req.reserved
+        req.reserved = 0
+
+    def _complete(self, req: TwinRequest, now: float) -> None:
+        req.finished = True
+        req.finish_reason = req.finish_reason or "length"
+        req.t_finished = now
+        stats = self.cluster.stats
+        stats.requests_total += 1
+        stats.e2e.append(now - req.t_arrival)
+        if req.generated > 1 and req.t_first_token:
+            stats.itl.append((now - req.t_first_token) / (req.generated - 1))
+
+    # -- power -------------------------------------------------------------------------------
+    def _account_energy(self, now: float, cost: StepCost) -> None:
+        """Integrate this engine's per-GPU energy: idle until now, then the step's power."""
+        self.energy_up_to(now)
+        power = self.cost.power_w(cost.activity)
+        self.energy_j_per_gpu += power * cost.duration_s
+        self._energy_t = now + cost.duration_s
+        self._busy_until = self._energy_t
+        self.busy_power_w = power
+
+    def energy_up_to(self, now: float) -> float:
+        """Energy counter per GPU (J) at ``now``, adding idle draw for time with no step."""
+        if now > self._energy_t:
+            self.energy_j_per_gpu += self.cost.hardware.idle_power_w * (now - self._energy_t)
+            self._energy_t = now
+        return self.energy_j_per_gpu
+
+    def utilization(self, now: float) -> float:
+        return 1.0 if now < self._busy_until else 0.0
+
+
+class Cluster:
+    """The deployment: engines plus the router (prefix affinity; PD hand-off when disaggregated)."""
+
+    def __init__(self, engines_factory: Callable[[Cluster], tuple[list[Engine], list[Engine]]]):
+        self.stats = ClusterStats()
+        self.first_stage, self.decode_stage = engines_factory(self)
+        self.engines = self.first_stage + [e for e in self.decode_stage if e not in self.first_stage]
+        self._route: dict[int, Engine] = {}
+        self._ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(e.run(), name=f"twin-engine-{e.index}") for e in self.engines]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def next_id(self) -> str:
+        return f"{next(self._ids):x}"
+
+    def submit(self, req: TwinRequest) -> None:
+        engine = self._route.get(req.route_key)
+        if engine is None:
+            engine = min(self.first_stage, key=lambda e: e.active + e.queued)
+            if len(self._route) > 200_000:
+                self._route.clear()
+            self._route[req.route_key] = engine
+        engine.enqueue(req)
+
+    def transfer(self, req: TwinRequest) -> None:
+        """Disaggregation: move a prefilled request's KV to the least loaded decode engine."""
+        target = min(self.decode_stage, key=lambda e: e.active + e.queued)
+        delay = target.cost.kv_transfer_s(req.context)
+        asyncio.get_running_loop().call_later(delay, self._arrive, target, req)
+
+    @staticmethod
+    def _arrive(target: Engine, req: TwinRequest) -> None:
+        if not req.finished:
+            target.enqueue(req)
+
+    def abort(self, req: TwinRequest) -> None:
+        if req.engine is not None:
+            req.engine.abort(req)
+        elif not req.finished:
+            req.finished = True
+            req.aborted = True
+
+    # -- views for /metrics and /server_info -------------------------------------------------
+    @property
+    def running(self) -> int:
+        return sum(len(e.running) + len(e.prefilling) for e in self.engines)
+
+    @property
+    def queued(self) -> int:
+        return sum(e.queued for e in self.engines)
+
+    @property
+    def kv_used_tokens(self) -> int:
+        return sum(e.kv_used for e in self.engines)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return sum(e.kv_capacity_tokens for e in self.engines)
+
+    def gen_throughput(self, window_s: float = 5.0) -> float:
+        now = time.monotonic()
+        recent = self.stats.recent_gen
+        total = sum(n for t, n in recent if now - t <= window_s)
+        return total / window_s
+
+    def flush_cache(self) -> bool:
+        """Empty every prefix cache; refused (False) while requests run or wait, as in SGLang."""
+        if self.running or self.queued:
+            return False
+        for engine in self.engines:
+            engine.cache.clear()
+        return True

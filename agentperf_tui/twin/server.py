@@ -1,0 +1,437 @@
+"""The twin's HTTP face: SGLang's endpoints, OpenAI streaming format, and the DCGM exporter.
+
+Built on aiohttp. Requests are turned into ``TwinRequest``s for the cluster; streaming handlers
+wait on each request's future and write whatever tokens are pending as one SSE chunk (token
+coalescing, like ``--stream-interval``), so one process keeps thousands of streams flowing.
+Errors use SGLang's OpenAI-compatible error shape and never take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agentperf_tui import __version__
+from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
+from agentperf_tui.twin.config import TwinConfig
+from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
+from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
+from agentperf_tui.twin.metrics import DcgmExporter, SGLangCollector, registry_with
+from agentperf_tui.twin.scheduler import Cluster, Engine, TwinRequest
+from agentperf_tui.twin.textgen import filler_text, tool_arguments
+
+log = logging.getLogger("agentperf_tui.twin")
+NATURAL_OUTPUT_MEDIAN = 150  # tokens, when ignore_eos is off (AA's median output per turn)
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def error_response(status: int, message: str, err_type: str = "BadRequestError",
+                   param: str | None = None) -> web.Response:
+    """SGLang's OpenAI-compatible error body."""
+    body = {"object": "error", "message": message, "type": err_type, "param": param, "code": status}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def prompt_chain(messages: list[Any], tools: Any) -> tuple[list[tuple[int, int]], int, int]:
+    """(chain of (node hash, cumulative tokens), prompt tokens, routing key) for a chat prompt."""
+    chain: list[tuple[int, int]] = []
+    total = 0
+    parent = 0
+    if tools:
+        tools_json = orjson.dumps(tools)
+        total += 8 + estimate_text_tokens(tools_json.decode())
+        parent = hash((0, tools_json))
+        chain.append((parent, total))
+    route_key = parent
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"messages[{i}] must be an object")
+        content = message.get("content")
+        key = (message.get("role"), content if isinstance(content, str) else orjson.dumps(content),
+               orjson.dumps(message.get("tool_calls")) if message.get("tool_calls") else None,
+               message.get("reasoning_content"))
+        parent = hash((parent, key))
+        total += estimate_message_tokens(message)
+        chain.append((parent, total))
+        if i < 2:
+            route_key = parent
+    return chain, total, route_key
+
+
+class TwinServer:
+    """Owns the simulated cluster and serves it over HTTP (and DCGM on its own port)."""
+
+    def __init__(self, config: TwinConfig):
+        self.config = config
+        args = config.args
+        self.model_name = args.served_model_name or args.model_path
+        self.context_length = args.context_length or DEEPSEEK_V4_PRO.max_context
+        self.rng = random.Random(args.seed)
+        self.created = int(time.time())
+        spec = SpeculativeConfig()
+        if args.speculative_algorithm:
+            steps = args.speculative_num_steps or 1
+            draft = args.speculative_num_draft_tokens or steps + 1
+            spec = SpeculativeConfig(steps, draft, args.mtp_acceptance)
+        self.spec = spec
+        self.cluster = Cluster(self._make_engines)
+        self.registry = registry_with(SGLangCollector(self.cluster, self.model_name, spec.enabled))
+        self.dcgm = self._dcgm_exporter()
+        self.started = time.monotonic()
+        self._stats_task: asyncio.Task[None] | None = None
+
+    # -- deployment ----------------------------------------------------------------------------
+    def _make_engines(self, cluster: Cluster) -> tuple[list[Engine], list[Engine]]:
+        cfg, args = self.config, self.config.args
+        max_running = args.max_running_requests or 4096
+
+        def engine(index: int, role: str, gpus: int) -> Engine:
+            cost = CostModel(cfg.hardware, DEEPSEEK_V4_PRO, gpus, self.spec)
+            capacity = cost.kv_capacity_tokens(args.mem_fraction_static)
+            if capacity <= 0:
+                raise ValueError(
+                    f"--mem-fraction-static {args.mem_fraction_static}: {gpus} x {cfg.hardware.hbm_gb:g} GB "
+                    f"cannot hold the {DEEPSEEK_V4_PRO.weight_bytes / 1e9:.0f} GB of weights")
+            return Engine(index, role, cost, capacity, max_running, args.chunked_prefill_size,
+                          args.stream_interval, cluster)
+
+        if cfg.prefill_engines:
+            prefill = [engine(i, "prefill", cfg.prefill_engine_gpus) for i in range(cfg.prefill_engines)]
+            decode = [engine(cfg.prefill_engines + i, "decode", cfg.engine_gpus) for i in range(cfg.decode_engines)]
+            return prefill, decode
+        mixed = [engine(i, "mixed", cfg.engine_gpus) for i in range(cfg.mixed_engines)]
+        return mixed, mixed
+
+    def _dcgm_exporter(self) -> DcgmExporter:
+        hw = self.config.hardware
+        gpu_map: list[tuple[int, str, object]] = []
+        gpu = 0
+        for engine in self.cluster.engines:
+            for _ in range(engine.cost.gpus):
+                gpu_map.append((gpu, self._hostname(gpu), engine))
+                gpu += 1
+        while gpu < self.config.total_gpus:  # GPUs no engine uses idle at idle power
+            gpu_map.append((gpu, self._hostname(gpu), None))
+            gpu += 1
+        weight_mib = DEEPSEEK_V4_PRO.weight_bytes / self.config.engine_gpus / 2**20
+        return DcgmExporter(gpu_map, hw.gpu_name, hw.hbm_gb * 1e9 / 2**20, hw.idle_power_w, hw.max_power_w,
+                            weight_mib)
+
+    def _hostname(self, gpu: int) -> str:
+        hw = self.config.hardware
+        node = gpu // hw.gpus_per_node
+        return f"twin-node{node + 1}" if hw.name == "h200" else f"twin-tray{node + 1:02d}"
+
+    # -- apps ----------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 2**20)
+        r = app.router
+        r.add_get("/health", self.health)
+        r.add_get("/health_generate", self.health_generate)
+        r.add_get("/server_info", self.server_info)
+        r.add_get("/get_server_info", self.server_info)
+        r.add_get("/model_info", self.model_info)
+        r.add_get("/get_model_info", self.model_info)
+        r.add_route("*", "/flush_cache", self.flush_cache)
+        r.add_get("/v1/models", self.models)
+        r.add_post("/v1/chat/completions", self.chat_completions)
+        r.add_post("/generate", self.generate)
+        r.add_get("/metrics", self.metrics)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    def dcgm_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.dcgm_metrics)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        self.cluster.start()
+        self._stats_task = asyncio.create_task(self._log_stats())
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        if self._stats_task:
+            self._stats_task.cancel()
+        await self.cluster.stop()
+
+    async def _log_stats(self) -> None:
+        """SGLang-style periodic 'Decode batch' log lines while there is work."""
+        while True:
+            await asyncio.sleep(5.0)
+            c = self.cluster
+            if c.running or c.queued:
+                cap = c.kv_capacity_tokens
+                log.info("Decode batch. #running-req: %d, #token: %d, token usage: %.2f, "
+                         "gen throughput (token/s): %.2f, #queue-req: %d",
+                         c.running, c.kv_used_tokens, c.kv_used_tokens / cap if cap else 0.0,
+                         c.gen_throughput(), c.queued)
+
+    # -- simple endpoints ---------------------------------------------------------------------
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def health_generate(self, _request: web.Request) -> web.Response:
+        """Runs a one-token generation through the scheduler, as SGLang does."""
+        chain = [(hash(("health", time.monotonic_ns())), 4)]
+        req = TwinRequest("health-" + self.cluster.next_id(), chain, 4, 1, chain[0][0])
+        self.cluster.submit(req)
+        try:
+            while not req.finished:
+                await asyncio.wait_for(req.wait(), timeout=60)
+        except TimeoutError:
+            self.cluster.abort(req)
+            return web.Response(status=503, text="health_generate timed out")
+        return web.Response(status=200)
+
+    async def server_info(self, _request: web.Request) -> web.Response:
+        cfg, args = self.config, self.config.args
+        server_args = {k: v for k, v in vars(args).items() if k != "api_key"}
+        body = {
+            **server_args,
+            "version": f"twin-{__version__}",
+            "twin": True,
+            "hardware": cfg.hardware.name,
+            "gpu_name": cfg.hardware.gpu_name,
+            "total_gpus": cfg.total_gpus,
+            "engines": {"mixed": cfg.mixed_engines, "prefill": cfg.prefill_engines, "decode": cfg.decode_engines,
+                        "gpus_per_engine": cfg.engine_gpus, "gpus_per_prefill_engine": cfg.prefill_engine_gpus},
+            "unknown_args": list(cfg.unknown_args),
+            "max_total_num_tokens": self.cluster.kv_capacity_tokens,
+            "internal_states": [{"avg_spec_accept_length": self.spec.expected_accept_length,
+                                 "last_gen_throughput": self.cluster.gen_throughput()}],
+        }
+        return web.Response(body=orjson.dumps(body, default=str), content_type="application/json")
+
+    async def model_info(self, _request: web.Request) -> web.Response:
+        body = {"model_path": self.config.args.model_path, "tokenizer_path": self.config.args.model_path,
+                "is_generation": True, "preferred_sampling_params": None}
+        return web.json_response(body)
+
+    async def models(self, _request: web.Request) -> web.Response:
+        body = {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": self.created,
+                                             "owned_by": "sglang", "root": self.model_name,
+                                             "max_model_len": self.context_length}]}
+        return web.json_response(body)
+
+    async def flush_cache(self, _request: web.Request) -> web.Response:
+        if self.cluster.flush_cache():
+            return web.Response(text="Cache flushed.\nPlease check backend logs for more details. "
+                                "(When there are running or waiting requests, the operation will not be performed.)\n")
+        return web.Response(status=400, text="Cache not flushed: there are running or waiting requests.\n")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        if not self.config.args.enable_metrics:
+            return web.Response(status=404, text="metrics are disabled; start with --enable-metrics\n")
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def dcgm_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self.dcgm.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    # -- generation ----------------------------------------------------------------------------
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        key = self.config.args.api_key
+        if key and request.headers.get("Authorization") != f"Bearer {key}":
+            return error_response(401, "Unauthorized", "AuthenticationError")
+        return None
+
+    def _natural_length(self, max_tokens: int) -> int:
+        value = int(self.rng.lognormvariate(0.0, 1.2) * NATURAL_OUTPUT_MEDIAN)
+        return max(1, min(max_tokens, value))
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        denied = self._check_auth(request)
+        if denied:
+            return denied
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return error_response(400, f"Invalid JSON in request body: {exc}")
+        if not isinstance(body, dict):
+            return error_response(400, "Request body must be a JSON object")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return error_response(400, "Field 'messages' is required and must be a non-empty list", param="messages")
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens <= 0):
+            return error_response(400, f"max_tokens must be a positive integer, got {max_tokens!r}",
+                                  param="max_tokens")
+        tools = body.get("tools") or None
+        try:
+            chain, prompt_tokens, route_key = prompt_chain(messages, tools)
+        except ValueError as exc:
+            return error_response(400, str(exc), param="messages")
+        room = self.context_length - prompt_tokens
+        if max_tokens is None:
+            max_tokens = max(1, min(room, 32768))
+        if prompt_tokens + max_tokens > self.context_length:
+            return error_response(
+                400,
+                f"Requested token count exceeds the model's maximum context length of {self.context_length} "
+                f"tokens. You requested a total of {prompt_tokens + max_tokens} tokens: {prompt_tokens} tokens "
+                f"from the input messages and {max_tokens} tokens for the completion. Please reduce the number "
+                f"of tokens in the input messages or the completion to fit within the limit.")
+        ignore_eos = bool(body.get("ignore_eos"))
+        target = max_tokens if ignore_eos else self._natural_length(max_tokens)
+        plan = self._output_plan(body, tools, target, ignore_eos)
+        req = TwinRequest(self.cluster.next_id(), chain, prompt_tokens, target, route_key)
+        self.cluster.submit(req)
+        if body.get("stream"):
+            return await self._stream_chat(request, body, req, plan)
+        return await self._complete_chat(req, plan)
+
+    def _output_plan(self, body: dict[str, Any], tools: Any, target: int, ignore_eos: bool) -> dict[str, Any]:
+        """How the target tokens split into reasoning, content and a tool call; finish reason."""
+        args = self.config.args
+        kwargs = body.get("chat_template_kwargs") or {}
+        thinking = bool(kwargs.get("thinking") or kwargs.get("enable_thinking") or body.get("reasoning_effort"))
+        reasoning = int(target * args.reasoning_share) if thinking else 0
+        tool_tokens = 0
+        tool_name = None
+        if tools and isinstance(tools, list) and self.rng.random() < args.tool_call_rate and target - reasoning >= 8:
+            tool_tokens = min(max(8, (target - reasoning) // 3), 200)
+            function = (tools[self.rng.randrange(len(tools))] or {}).get("function") or {}
+            tool_name = str(function.get("name") or "tool")
+        content = target - reasoning - tool_tokens
+        if ignore_eos:
+            finish = "length"
+        else:
+            finish = "tool_calls" if tool_name else "stop"
+        return {"reasoning": reasoning, "separate_reasoning": thinking and bool(args.reasoning_parser),
+                "content": content, "tool_tokens": tool_tokens, "tool_name": tool_name,
+                "tool_args": tool_arguments(tool_tokens) if tool_name else "", "finish": finish}
+
+    def _deltas(self, plan: dict[str, Any], start: int, count: int, rid: str) -> dict[str, Any]:
+        """The delta for output tokens [start, start+count)."""
+        delta: dict[str, Any] = {}
+        end = start + count
+        r_end = plan["reasoning"]
+        c_end = r_end + plan["content"]
+        if start < r_end:
+            text = filler_text(start, min(end, r_end) - start)
+            key = "reasoning_content" if plan["separate_reasoning"] else "content"
+            delta[key] = text
+        if end > r_end and start < c_end:
+            text = filler_text(max(start, r_end), min(end, c_end) - max(start, r_end))
+            delta["content"] = delta.get("content", "") + text if "content" in delta else text
+        if end > c_end and plan["tool_name"]:
+            args = plan["tool_args"]
+            total = plan["tool_tokens"]
+            a0 = len(args) * (max(start, c_end) - c_end) // total
+            a1 = len(args) if end >= c_end + total else len(args) * (end - c_end) // total
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": args[a0:a1]}}
+            if start <= c_end:
+                call.update(id=f"call_{rid}", type="function")
+                call["function"]["name"] = plan["tool_name"]
+            delta["tool_calls"] = [call]
+        return delta
+
+    async def _stream_chat(self, request: web.Request, body: dict[str, Any], req: TwinRequest,
+                           plan: dict[str, Any]) -> web.StreamResponse:
+        rid = f"chatcmpl-{req.rid}"
+        head = (b'data: {"id":"' + rid.encode() + b'","object":"chat.completion.chunk","created":'
+                + str(int(time.time())).encode() + b',"model":' + orjson.dumps(self.model_name)
+                + b',"choices":[{"index":0,"delta":')
+        tail = b',"logprobs":null,"finish_reason":null,"matched_stop":null}],"usage":null}\n\n'
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        resp = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        sent = 0
+        try:
+            await resp.prepare(request)
+            await resp.write(head + b'{"role":"assistant","content":""}' + tail)
+            while True:
+                await req.wait()
+                n = req.take_pending()
+                if n:
+                    await resp.write(head + orjson.dumps(self._deltas(plan, sent, n, req.rid)) + tail)
+                    sent += n
+                if req.finished and not req.pending:
+                    break
+            if req.aborted:
+                return resp
+            finish = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                      "model": self.model_name,
+                      "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": plan["finish"],
+                                   "matched_stop": None}], "usage": None}
+            chunks = [b"data: " + orjson.dumps(finish) + b"\n\n"]
+            if include_usage:
+                usage = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                         "model": self.model_name, "choices": [], "usage": self._usage(req)}
+                chunks.append(b"data: " + orjson.dumps(usage) + b"\n\n")
+            chunks.append(b"data: [DONE]\n\n")
+            await resp.write(b"".join(chunks))
+            await resp.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.cluster.abort(req)
+            raise
+        finally:
+            if not req.finished:
+                self.cluster.abort(req)
+        return resp
+
+    def _usage(self, req: TwinRequest) -> dict[str, Any]:
+        return {"prompt_tokens": req.prompt_tokens, "completion_tokens": req.generated,
+                "total_tokens": req.prompt_tokens + req.generated,
+                "prompt_tokens_details": {"cached_tokens": req.cached_tokens}, "reasoning_tokens": 0}
+
+    async def _complete_chat(self, req: TwinRequest, plan: dict[str, Any]) -> web.Response:
+        try:
+            while not req.finished:
+                await req.wait()
+                req.take_pending()
+        finally:
+            if not req.finished:
+                self.cluster.abort(req)
+        delta = self._deltas(plan, 0, req.generated, req.rid)
+        message: dict[str, Any] = {"role": "assistant", "content": delta.get("content", ""),
+                                   "reasoning_content": delta.get("reasoning_content"), "tool_calls": None}
+        if "tool_calls" in delta:
+            call = delta["tool_calls"][0]
+            message["tool_calls"] = [{"id": call.get("id"), "type": "function", "index": 0,
+                                      "function": call["function"]}]
+        body = {"id": f"chatcmpl-{req.rid}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.model_name,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": plan["finish"],
+                             "matched_stop": None}],
+                "usage": self._usage(req)}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def generate(self, request: web.Request) -> web.Response:
+        """SGLang's native /generate, non-streaming: text in, text and meta_info out."""
+        denied = self._check_auth(request)
+        if denied:
+            return denied
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return error_response(400, f"Invalid JSON in request body: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            return error_response(400, "Field 'text' (a string) is required", param="text")
+        params = body.get("sampling_params") or {}
+        max_new = params.get("max_new_tokens", 128)
+        if not isinstance(max_new, int) or max_new <= 0:
+            return error_response(400, f"max_new_tokens must be a positive integer, got {max_new!r}")
+        text = body["text"]
+        tokens = estimate_text_tokens(text)
+        key = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+        target = max_new if params.get("ignore_eos") else self._natural_length(max_new)
+        req = TwinRequest(self.cluster.next_id(), [(key, tokens)], tokens, target, key)
+        self.cluster.submit(req)
+        t0 = time.monotonic()
+        while not req.finished:
+            await req.wait()
+            req.take_pending()
+        meta = {"id": req.rid, "prompt_tokens": tokens, "completion_tokens": req.generated,
+                "cached_tokens": req.cached_tokens,
+                "finish_reason": {"type": "length", "length": req.generated},
+                "e2e_latency": time.monotonic() - t0}
+        return web.json_response({"text": filler_text(0, req.generated), "meta_info": meta})

@@ -1,0 +1,180 @@
+"""HTTP contract of the twin: SGLang endpoints, OpenAI SSE chunks, usage, ignore_eos, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agentperf_tui.twin.config import parse_twin_args
+from agentperf_tui.twin.server import TwinServer
+
+from .conftest import TwinProcess
+
+
+def make_client(*flags: str) -> TestClient:
+    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", *flags])
+    return TestClient(TestServer(TwinServer(config).app()))
+
+
+async def read_sse(resp) -> tuple[list[dict], bool]:
+    """All JSON chunks of an SSE body and whether it ended with [DONE]."""
+    chunks, done = [], False
+    async for raw in resp.content:
+        line = raw.decode().strip()
+        if not line:
+            continue
+        assert line.startswith("data: "), line
+        payload = line[6:]
+        if payload == "[DONE]":
+            done = True
+            continue
+        chunks.append(orjson.loads(payload))
+    return chunks, done
+
+
+def chat_body(content: str = "hello", max_tokens: int = 64, **extra) -> dict:
+    return {"model": "deepseek-ai/DeepSeek-V4-Pro", "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True}, **extra}
+
+
+async def test_stream_ignore_eos_yields_exactly_max_tokens_then_usage_chunk():
+    async with make_client("--speculative-algorithm", "EAGLE", "--speculative-num-steps", "1",
+                           "--speculative-num-draft-tokens", "2") as client:
+        resp = await client.post("/v1/chat/completions", json=chat_body(max_tokens=64))
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        chunks, done = await read_sse(resp)
+    assert done
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert len(text) == 64 * 4  # 4 characters per simulated token
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishes == ["length"]
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == []
+    assert usage["completion_tokens"] == 64
+    assert usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 64
+    assert "cached_tokens" in usage["prompt_tokens_details"]
+
+
+async def test_no_usage_chunk_without_include_usage():
+    async with make_client() as client:
+        body = chat_body(max_tokens=5)
+        body.pop("stream_options")
+        chunks, done = await read_sse(await client.post("/v1/chat/completions", json=body))
+    assert done
+    assert all(c["usage"] is None for c in chunks)
+
+
+async def test_non_streaming_completion_has_message_and_usage():
+    async with make_client() as client:
+        body = chat_body(max_tokens=12)
+        body["stream"] = False
+        resp = await client.post("/v1/chat/completions", json=body)
+        data = await resp.json()
+    assert data["object"] == "chat.completion"
+    assert data["usage"]["completion_tokens"] == 12
+    assert data["choices"][0]["finish_reason"] == "length"
+    assert len(data["choices"][0]["message"]["content"]) == 48
+
+
+async def test_thinking_request_streams_reasoning_content_with_a_reasoning_parser():
+    async with make_client("--reasoning-parser", "deepseek-v4", "--reasoning-share", "0.5") as client:
+        body = chat_body(max_tokens=40, chat_template_kwargs={"thinking": True})
+        chunks, _ = await read_sse(await client.post("/v1/chat/completions", json=body))
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks if c["choices"])
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert len(reasoning) == 20 * 4
+    assert len(content) == 20 * 4
+
+
+async def test_offered_tools_produce_tool_call_deltas_with_valid_json_arguments():
+    tools = [{"type": "function", "function": {"name": "run_tests", "parameters": {"type": "object"}}}]
+    async with make_client("--tool-call-rate", "1.0") as client:
+        body = chat_body(max_tokens=60, tools=tools)
+        body["ignore_eos"] = False
+        body["max_tokens"] = 4000
+        chunks, _ = await read_sse(await client.post("/v1/chat/completions", json=body))
+    calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls") or []]
+    assert calls, "expected tool_calls deltas"
+    assert calls[0]["function"]["name"] == "run_tests"
+    assert calls[0]["id"].startswith("call_")
+    arguments = "".join(tc["function"].get("arguments", "") for tc in calls)
+    assert isinstance(orjson.loads(arguments), dict)
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishes == ["tool_calls"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "needle"),
+    [
+        (b"{not json", 400, "Invalid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (orjson.dumps({"model": "m"}), 400, "messages"),
+        (orjson.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 400, "max_tokens"),
+        (orjson.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": -5}), 400, "max_tokens"),
+        (orjson.dumps({"messages": [{"role": "user", "content": "x" * 40_000}], "max_tokens": 10}), 400,
+         "maximum context length"),
+        (orjson.dumps({"messages": ["not a message"], "max_tokens": 3}), 400, "messages[0]"),
+    ],
+)
+async def test_bad_requests_get_openai_error_shape_and_server_survives(raw, status, needle):
+    async with make_client("--context-length", "8192") as client:
+        resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+        assert resp.status == status
+        body = await resp.json()
+        assert body["object"] == "error"
+        assert body["code"] == status
+        assert needle in body["message"]
+        assert (await client.get("/health_generate")).status == 200
+
+
+async def test_models_server_info_model_info_and_flush_cache():
+    async with make_client("--some-future-flag", "7") as client:
+        models = await (await client.get("/v1/models")).json()
+        assert models["data"][0]["id"] == "deepseek-ai/DeepSeek-V4-Pro"
+        info = await (await client.get("/server_info")).json()
+        assert info["tp"] == 8 and info["hardware"] == "h200"
+        assert info["unknown_args"] == ["--some-future-flag", "7"]
+        assert (await (await client.get("/get_server_info")).json())["tp"] == 8
+        assert (await (await client.get("/model_info")).json())["is_generation"] is True
+        assert (await client.post("/flush_cache")).status == 200
+
+
+async def test_flush_cache_refused_while_a_request_runs():
+    async with make_client() as client:
+        resp = await client.post("/v1/chat/completions", json=chat_body(max_tokens=400))
+        await resp.content.readline()  # request is running now
+        assert (await client.post("/flush_cache")).status == 400
+        resp.close()
+
+
+def test_subprocess_start_and_sigterm_stop(twin: TwinProcess):
+    with urllib.request.urlopen(f"{twin.url}/health_generate", timeout=10) as r:
+        assert r.status == 200
+
+
+def test_hardware_contradicting_flags_fail_at_start_with_clear_message():
+    proc = subprocess.run([sys.executable, "-m", "agentperf_tui.twin", "--hardware", "h200", "--tp", "16",
+                           "--port", "0", "--dcgm-port", "0"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "--tp 16" in proc.stderr and "h200" in proc.stderr
+
+
+def test_sigterm_stops_twin_cleanly():
+    from .conftest import start_twin
+
+    t = start_twin()
+    t0 = time.monotonic()
+    t.stop()
+    assert t.proc.returncode == 0
+    assert time.monotonic() - t0 < 5

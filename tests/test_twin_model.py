@@ -1,0 +1,157 @@
+"""Behaviour of the twin's model: metrics parse, energy tracks power, batching, prefix reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentperf_tui.twin.config import parse_twin_args
+from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig, decode_tokens_per_s
+from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO, GB300, H200
+from agentperf_tui.twin.prefix_cache import PrefixCache
+from agentperf_tui.twin.server import TwinServer
+
+
+def make_server(*flags: str) -> TwinServer:
+    return TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", *flags]))
+
+
+async def timed_stream(client: TestClient, messages: list[dict], max_tokens: int) -> dict:
+    """Send one streamed request; return TTFT, output speed and usage measured on arrival."""
+    body = {"messages": messages, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True}}
+    t0 = time.monotonic()
+    first = last = None
+    usage = None
+    resp = await client.post("/v1/chat/completions", json=body)
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        chunk = orjson.loads(line[6:])
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            now = time.monotonic()
+            first = first or now
+            last = now
+    tokens = usage["completion_tokens"]
+    return {"ttft": first - t0, "tps": (tokens - 1) / (last - first), "usage": usage}
+
+
+def metric_values(text: str) -> dict[str, float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+async def test_sglang_metrics_parse_and_count_requests():
+    server = make_server()
+    async with TestClient(TestServer(server.app())) as client:
+        await timed_stream(client, [{"role": "user", "content": "hi " * 50}], 20)
+        text = await (await client.get("/metrics")).text()
+    values = metric_values(text)
+    for name in ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage",
+                 "sglang:max_total_num_tokens", "sglang:gen_throughput", "sglang:cache_hit_rate",
+                 "sglang:spec_accept_length", "sglang:num_used_tokens"):
+        assert name in values, name
+    assert values["sglang:generation_tokens_total"] == 20
+    assert values["sglang:num_requests_total"] == 1
+    assert values["sglang:time_to_first_token_seconds_count"] == 1
+    assert values["sglang:max_total_num_tokens"] > 1e6
+
+
+async def test_dcgm_metrics_parse_and_energy_is_monotonic_and_matches_power():
+    server = make_server()
+    async with TestClient(TestServer(server.app())) as client:
+        t0 = time.monotonic()
+        first = metric_values(server.dcgm.render().decode())
+        streams = [timed_stream(client, [{"role": "user", "content": f"task {i} " * 200}], 150) for i in range(16)]
+        await asyncio.gather(*streams)
+        t1 = time.monotonic()
+        second = metric_values(server.dcgm.render().decode())
+    families = {f.name: f for f in text_string_to_metric_families(server.dcgm.render().decode())}
+    assert families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "counter"
+    gpus = {s.labels["gpu"] for s in families["DCGM_FI_DEV_POWER_USAGE"].samples}
+    assert gpus == {str(i) for i in range(8)}
+    assert {s.labels["Hostname"] for s in families["DCGM_FI_DEV_POWER_USAGE"].samples} == {"twin-node1"}
+    e0 = first["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total"]
+    e1 = second["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total"]
+    assert e1 > e0
+    mean_power_per_gpu = (e1 - e0) / 1000.0 / (t1 - t0) / 8
+    # under load the mean lies strictly between idle and the 700 W limit
+    assert H200.idle_power_w < mean_power_per_gpu < H200.max_power_w
+
+
+def test_idle_energy_accrues_at_idle_power():
+    server = make_server()
+    exporter = server.dcgm
+    now = time.monotonic()
+    before = sum(r["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] for r in exporter.sample(now))
+    after = sum(r["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] for r in exporter.sample(now + 10.0))
+    assert abs((after - before) / 1000.0 / 10.0 / 8 - H200.idle_power_w) < 1.0
+
+
+async def test_more_concurrent_requests_lower_per_request_speed():
+    server = make_server()
+    async with TestClient(TestServer(server.app())) as client:
+        alone = await timed_stream(client, [{"role": "user", "content": "solo " * 100}], 120)
+        crowd = await asyncio.gather(*[
+            timed_stream(client, [{"role": "user", "content": f"crowd {i} " * 100}], 120) for i in range(48)])
+    crowd_tps = sorted(r["tps"] for r in crowd)[len(crowd) // 2]
+    assert crowd_tps < 0.8 * alone["tps"], (alone["tps"], crowd_tps)
+
+
+async def test_extended_conversation_reuses_prefix_lower_ttft_and_reports_cached_tokens():
+    server = make_server()
+    history = [{"role": "system", "content": "You are a coding agent. " * 2000},
+               {"role": "user", "content": "Fix the failing test in module alpha. " * 400}]
+    async with TestClient(TestServer(server.app())) as client:
+        first = await timed_stream(client, history, 8)
+        extended = history + [{"role": "assistant", "content": "Looking at the test now."},
+                              {"role": "tool", "content": "FAILED test_alpha.py::test_x"}]
+        second = await timed_stream(client, extended, 8)
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= first["usage"]["prompt_tokens"] - 1
+    assert second["ttft"] < 0.5 * first["ttft"], (first["ttft"], second["ttft"])
+
+
+def test_prefix_cache_matches_longest_prefix_and_evicts_lru():
+    cache = PrefixCache(capacity_tokens=100)
+    cache.insert([(1, 30), (2, 60)])
+    assert cache.match([(1, 30), (2, 60), (3, 90)]) == 60
+    assert cache.match([(9, 10)]) == 0
+    cache.insert([(7, 50)])  # 60 + 50 > 100: the least recently used node goes
+    assert cache.cached_tokens <= 100
+    assert cache.match([(7, 50)]) == 50
+
+
+def test_decode_speed_falls_with_batch_and_gb300_beats_h200():
+    spec = SpeculativeConfig(1, 2, 0.7)
+    h200 = CostModel(H200, DEEPSEEK_V4_PRO, 8, spec)
+    gb300 = CostModel(GB300, DEEPSEEK_V4_PRO, 8, spec)
+    speeds = [decode_tokens_per_s(h200, b, 27_000) for b in (1, 16, 64, 256)]
+    assert speeds == sorted(speeds, reverse=True)
+    assert decode_tokens_per_s(gb300, 64, 27_000) > decode_tokens_per_s(h200, 64, 27_000)
+    # KV pool: 8 x 141 GB x 0.88 minus ~0.9 TB of weights, at ~5.9 KB per token
+    assert 5e6 < h200.kv_capacity_tokens(0.88) < 3e7
+    assert h200.kv_capacity_tokens(0.5) == 0
+
+
+def test_speculative_accept_length_from_acceptance():
+    assert SpeculativeConfig().expected_accept_length == 1.0
+    assert abs(SpeculativeConfig(1, 2, 0.7).expected_accept_length - 1.7) < 1e-9
+    assert abs(SpeculativeConfig(3, 4, 0.5).expected_accept_length - 1.875) < 1e-9
+
+
+def test_gb300_disaggregated_deployment_shape():
+    config = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
+                              "--prefill-gpus", "32", "--prefill-tp", "4"])
+    assert (config.prefill_engines, config.decode_engines, config.total_gpus) == (8, 5, 72)
