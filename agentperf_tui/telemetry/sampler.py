@@ -1,0 +1,216 @@
+"""Periodically collect GPU power, SGLang metrics and host load on the engine's asyncio loop.
+
+``TelemetrySampler`` runs two tasks on the loop that calls ``start()`` (the engine's, never a UI
+loop): a power task (NVML and every dcgm-exporter URL, merged into one PowerReading per tick,
+default every 0.2 s) and a metrics task (SGLang ``/metrics`` and host CPU/RSS, default every
+1 s). Results go to ``on_sample(obj)``; problems go to ``on_note(str)``, once per failing source
+until it recovers (then one "recovered" note). Nothing here raises into the caller's loop.
+
+Power is integrated from the energy counters, not from sampled watts: ``average_power_w``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agentperf_tui.telemetry.dcgm import merge_readings, parse_dcgm
+from agentperf_tui.telemetry.host import HostMonitor
+from agentperf_tui.telemetry.nvml import NvmlReader
+from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
+from agentperf_tui.telemetry.sglang_metrics import parse_sglang_metrics, scrape
+
+Sample = PowerReading | ServerMetrics | HostSample
+
+
+def average_power_w(first: PowerReading, last: PowerReading) -> float | None:
+    """Mean total power between two readings = energy-counter delta / time delta.
+
+    None when the readings do not cover the same GPUs, any energy counter is missing, a counter
+    went backwards (driver reload) or no time passed.
+    """
+    dt = last.t_s - first.t_s
+    if dt <= 0:
+        return None
+    a, b = first.energy_by_gpu(), last.energy_by_gpu()
+    if not a or a.keys() != b.keys():
+        return None
+    total = 0.0
+    for key, e1 in b.items():
+        e0 = a[key]
+        if e0 is None or e1 is None or e1 < e0:
+            return None
+        total += e1 - e0
+    return total / dt
+
+
+class TelemetrySampler:
+    """Background collection of PowerReading, ServerMetrics and HostSample objects."""
+
+    def __init__(
+        self,
+        *,
+        dcgm_urls: Iterable[str] = (),
+        sglang_metrics_url: str | None = None,
+        use_nvml: bool = True,
+        server_pids_fn: Callable[[], Iterable[int] | int | None] | None = None,
+        on_sample: Callable[[Sample], None],
+        on_note: Callable[[str], None],
+        power_interval_s: float = 0.2,
+        metrics_interval_s: float = 1.0,
+        timeout_s: float = 1.0,
+        nvml_reader: NvmlReader | None = None,
+        host_monitor: HostMonitor | None = None,
+    ) -> None:
+        self.dcgm_urls = list(dcgm_urls)
+        self.sglang_metrics_url = sglang_metrics_url
+        self.use_nvml = use_nvml
+        self.power_interval_s = power_interval_s
+        self.metrics_interval_s = metrics_interval_s
+        self.timeout_s = timeout_s
+        self._on_sample = on_sample
+        self._on_note = on_note
+        self._nvml = nvml_reader if nvml_reader is not None else (NvmlReader() if use_nvml else None)
+        self._server_pids_fn = server_pids_fn
+        self._host = host_monitor
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._failing: dict[str, bool] = {}
+        self._callback_failed = False
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _note(self, msg: str) -> None:
+        with contextlib.suppress(Exception):  # a broken note sink must not stop sampling
+            self._on_note(msg)
+
+    def _emit(self, obj: Sample) -> None:
+        try:
+            self._on_sample(obj)
+        except Exception as exc:
+            if not self._callback_failed:
+                self._callback_failed = True
+                self._note(f"telemetry: on_sample raised {type(exc).__name__}: {exc}")
+
+    def _fail(self, source: str, exc: BaseException | str) -> None:
+        if not self._failing.get(source):
+            self._failing[source] = True
+            detail = exc if isinstance(exc, str) else (f"{type(exc).__name__}: {exc}".rstrip(": "))
+            self._note(f"telemetry: {source} failing ({detail}); will keep retrying")
+
+    def _ok(self, source: str) -> None:
+        if self._failing.get(source):
+            self._failing[source] = False
+            self._note(f"telemetry: {source} recovered")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open NVML and the HTTP session, then start the sampling tasks on the running loop."""
+        if self._tasks:
+            return
+        if self._nvml is not None and self.use_nvml:
+            ok = await asyncio.to_thread(self._nvml.open)
+            if not ok:
+                self._note(f"telemetry: {self._nvml.unavailable_reason}; continuing without NVML")
+        if self._host is None:
+            self._host = HostMonitor(self._server_pids_fn)
+        if self.dcgm_urls or self.sglang_metrics_url:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        loop = asyncio.get_running_loop()
+        nvml_on = self._nvml is not None and self._nvml.available
+        if nvml_on or self.dcgm_urls:
+            self._tasks.append(loop.create_task(self._every(self.power_interval_s, self._power_tick)))
+        self._tasks.append(loop.create_task(self._every(self.metrics_interval_s, self._metrics_tick)))
+
+    async def stop(self) -> None:
+        """Cancel the tasks, close the HTTP session and NVML. Safe to call twice."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._nvml is not None:
+            self._nvml.close()
+
+    async def _every(self, interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+        """Run ``tick`` on a fixed grid (no drift); skip slots a slow tick overran."""
+        next_t = time.monotonic()
+        while True:
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in a tick must not end sampling
+                self._fail("sampler", exc)
+            next_t += interval_s
+            now = time.monotonic()
+            if next_t < now:
+                next_t = now + interval_s - ((now - next_t) % interval_s)
+            await asyncio.sleep(next_t - now)
+
+    # -- ticks -----------------------------------------------------------------------------
+
+    async def _read_nvml(self) -> PowerReading | None:
+        try:
+            return await asyncio.to_thread(lambda: self._nvml.read(time.monotonic()))  # type: ignore[union-attr]
+        except Exception as exc:
+            self._fail("NVML", exc)
+            return None
+
+    async def _read_dcgm(self, url: str) -> PowerReading | None:
+        source = f"dcgm {url}"
+        try:
+            text = await scrape(self._session, url, self.timeout_s)  # type: ignore[arg-type]
+            reading = parse_dcgm(text, time.monotonic(), default_host=urlsplit(url).hostname or url)
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            self._fail(source, exc)
+            return None
+        if not reading.gpus:
+            self._fail(source, "no DCGM_FI_DEV_* GPU series in response")
+            return None
+        self._ok(source)
+        return reading
+
+    async def _power_tick(self) -> None:
+        jobs = []
+        if self._nvml is not None and self._nvml.available:
+            jobs.append(self._read_nvml())
+        jobs.extend(self._read_dcgm(u) for u in self.dcgm_urls)
+        results = [r for r in await asyncio.gather(*jobs) if r is not None and r.gpus]
+        if results:
+            self._emit(merge_readings(results))
+
+    async def _metrics_tick(self) -> None:
+        if self.sglang_metrics_url and self._session is not None:
+            source = f"SGLang metrics {self.sglang_metrics_url}"
+            try:
+                text = await scrape(self._session, self.sglang_metrics_url, self.timeout_s)
+                metrics = parse_sglang_metrics(text, time.monotonic())
+            except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+                self._fail(source, exc)
+            else:
+                self._ok(source)
+                self._emit(metrics)
+        if self._host is not None:
+            try:
+                sample = await asyncio.to_thread(self._host.sample)
+            except Exception as exc:
+                self._fail("host monitor", exc)
+            else:
+                self._emit(sample)
+
+
+__all__ = ["TelemetrySampler", "average_power_w"]
