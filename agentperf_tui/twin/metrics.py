@@ -93,6 +93,9 @@ class SGLangCollector(Collector):
         yield self._gauge("num_retracted_reqs", "The number of retracted requests.", s.retracted)
         yield self._gauge("twin_step_lag_seconds",
                           "Twin only: how far the simulated step clock fell behind real time.", s.step_lag_s)
+        yield self._counter("twin_dropped_seconds",
+                            "Twin only: simulated time dropped because the twin process could not keep up.",
+                            s.dropped_s)
         yield self._counter("prompt_tokens", "Number of prefill tokens processed.", prompt)
         yield self._counter("generation_tokens", "Number of generation tokens processed.", s.generation_tokens_total)
         yield self._counter("cached_tokens", "Number of cached prompt tokens.", s.cached_tokens_total)

@@ -24,6 +24,7 @@ from agentperf_tui.twin.prefix_cache import PrefixCache
 
 KV_REFRESH_TOKENS = 64  # recompute a request's per-step KV read cost every this many tokens
 DECODE_RESERVE_TOKENS = 256  # KV reserved at admission for tokens still to be generated
+MAX_CATCHUP_S = 0.5  # simulated time the twin may owe real time before it drops the debt
 
 
 class TwinRequest:
@@ -99,6 +100,7 @@ class ClusterStats:
     spec_accepted_tokens: int = 0
     spec_verify_steps: int = 0
     step_lag_s: float = 0.0  # how far the twin's own clock fell behind (honesty about the twin)
+    dropped_s: float = 0.0  # simulated time dropped because the process could not keep up
     recent_gen: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
@@ -171,8 +173,10 @@ class Engine:
 
     # -- loop --------------------------------------------------------------------------------
     async def run(self) -> None:
+        # the simulated clock follows time.monotonic(), not loop.time(): uvloop caches its clock
+        # per loop iteration, which would make every step oversleep under load
         loop = asyncio.get_running_loop()
-        self._clock = loop.time()
+        self._clock = time.monotonic()
         while True:
             self._admit()
             if self.role != "decode" and self.prefilling:
@@ -189,24 +193,27 @@ class Engine:
                     await self._wake
                 finally:
                     self._wake = None
-                self._clock = loop.time()
+                self._clock = time.monotonic()
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, cost: StepCost) -> None:
-        now = loop.time()
-        if now > self._clock:
-            self.cluster.stats.step_lag_s = now - self._clock
+        """Advance the simulated clock by one step and sleep until real time reaches it.
+
+        When the process wakes late (CPU busy with streams) the clock is *not* reset: the next
+        steps run back to back until real time catches up, so simulated GPU time is not lost.
+        Only a debt beyond MAX_CATCHUP_S is dropped (and reported as step lag).
+        """
+        now = time.monotonic()
+        behind = now - self._clock
+        self.cluster.stats.step_lag_s = max(0.0, behind)
+        if behind > MAX_CATCHUP_S:
+            self.cluster.stats.dropped_s += behind
             self._clock = now
-        start = self._clock
         self._clock += cost.duration_s
-        self._account_energy(time.monotonic(), cost)
+        self._account_energy(now, cost)
         self.steps += 1
         self.busy_s += cost.duration_s
-        delay = self._clock - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            await asyncio.sleep(0)
-        del start
+        delay = self._clock - time.monotonic()
+        await asyncio.sleep(delay if delay > 0 else 0)
 
     def _admit(self) -> None:
         while self.waiting and self.active < self.max_running:

@@ -26,7 +26,7 @@ from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
 from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
 from agentperf_tui.twin.metrics import DcgmExporter, SGLangCollector, registry_with
 from agentperf_tui.twin.scheduler import Cluster, Engine, TwinRequest
-from agentperf_tui.twin.textgen import filler_text, tool_arguments
+from agentperf_tui.twin.textgen import filler_bytes, filler_text, tool_arguments
 
 log = logging.getLogger("agentperf_tui.twin")
 NATURAL_OUTPUT_MEDIAN = 150  # tokens, when ignore_eos is off (AA's median output per turn)
@@ -335,6 +335,13 @@ class TwinServer:
             delta["tool_calls"] = [call]
         return delta
 
+    def _delta_bytes(self, plan: dict[str, Any], start: int, count: int, rid: str) -> bytes:
+        """JSON of the delta for tokens [start, start+count); plain content skips dict and orjson."""
+        r_end = plan["reasoning"]
+        if start >= r_end and start + count <= r_end + plan["content"]:
+            return b'{"content":"' + filler_bytes(start, count) + b'"}'
+        return orjson.dumps(self._deltas(plan, start, count, rid))
+
     async def _stream_chat(self, request: web.Request, body: dict[str, Any], req: TwinRequest,
                            plan: dict[str, Any]) -> web.StreamResponse:
         rid = f"chatcmpl-{req.rid}"
@@ -352,7 +359,7 @@ class TwinServer:
                 await req.wait()
                 n = req.take_pending()
                 if n:
-                    await resp.write(head + orjson.dumps(self._deltas(plan, sent, n, req.rid)) + tail)
+                    await resp.write(head + self._delta_bytes(plan, sent, n, req.rid) + tail)
                     sent += n
                 if req.finished and not req.pending:
                     break
@@ -370,9 +377,8 @@ class TwinServer:
             chunks.append(b"data: [DONE]\n\n")
             await resp.write(b"".join(chunks))
             await resp.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the client went away (aiohttp's ClientConnectionResetError too)
             self.cluster.abort(req)
-            raise
         finally:
             if not req.finished:
                 self.cluster.abort(req)

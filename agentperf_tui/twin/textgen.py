@@ -35,6 +35,17 @@ def filler_text(start_token: int, tokens: int) -> str:
     return "".join(out)
 
 
+_BLOCK_BYTES = _BLOCK.encode()
+
+
+def filler_bytes(start_token: int, tokens: int) -> bytes:
+    """``filler_text`` as ASCII bytes (no JSON escaping needed: letters and spaces only)."""
+    pos = start_token % _BLOCK_TOKENS
+    if pos + tokens <= _BLOCK_TOKENS:
+        return _BLOCK_BYTES[pos * _TOKEN_CHARS : (pos + tokens) * _TOKEN_CHARS]
+    return filler_text(start_token, tokens).encode()
+
+
 def tool_arguments(tokens: int) -> str:
     """A valid JSON arguments string of about ``tokens`` tokens."""
     body_tokens = max(0, tokens - 4)

@@ -1,0 +1,197 @@
+"""One simulated agent: works through trajectories turn by turn, sleeping the tool time between.
+
+Replay policies (REFERENCE §1): ``exact`` (AA's) sends each turn's recorded messages with
+``max_tokens`` = the recorded output length and ``ignore_eos``, so context growth follows the
+trace exactly; ``free`` sends the model's own previous answer forward instead of the recorded one.
+A salt unique to the run, the agent and the pass over a trajectory is put on the first message,
+so runs and agents never share a prefix cache they would not share in production, while the
+turns of one pass do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from agentperf_tui.engine.client import StreamResult, Timeouts, stream_chat
+from agentperf_tui.engine.records import FAILED, OK, RequestRecord
+from agentperf_tui.tokens import estimate_prompt_tokens
+from agentperf_tui.workload.model import Trajectory, Turn
+
+QUEUED = "queued"
+PREFILL = "prefill"
+DECODE = "decode"
+TOOL = "tool"
+RETIRING = "retiring"
+PAUSED = "paused"
+STATES = (QUEUED, PREFILL, DECODE, TOOL, RETIRING, PAUSED)
+ROLLING_REQUESTS = 5
+ERROR_BACKOFF_S = 0.5
+
+
+class AgentState:
+    """Live, mutable view of one agent, read by the frame builder (same thread, same loop)."""
+
+    __slots__ = ("agent_id", "state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
+                 "last_ttft_s", "last_tps", "recent_tps", "current", "retiring", "requests", "failures",
+                 "passes", "started", "last_record")
+
+    def __init__(self, agent_id: int):
+        self.agent_id = agent_id
+        self.state = QUEUED
+        self.trajectory_id = ""
+        self.turn_index = 0
+        self.turn_count = 0
+        self.context_tokens = 0
+        self.last_ttft_s: float | None = None
+        self.last_tps: float | None = None
+        self.recent_tps: deque[float] = deque(maxlen=ROLLING_REQUESTS)
+        self.current: StreamResult | None = None
+        self.retiring = False
+        self.requests = 0
+        self.failures = 0
+        self.passes = 0
+        self.started = False
+        self.last_record: RequestRecord | None = None
+
+    @property
+    def live_state(self) -> str:
+        """State as shown: a request in flight is prefill until its first token, then decode."""
+        current = self.current
+        if current is not None:
+            return PREFILL if current.t_first is None else DECODE
+        if self.retiring and self.started:
+            return RETIRING
+        return self.state
+
+    @property
+    def rolling_tps(self) -> float | None:
+        return sum(self.recent_tps) / len(self.recent_tps) if self.recent_tps else None
+
+    @property
+    def in_work(self) -> bool:
+        """Has a request in flight or is in tool time (what effective concurrency counts)."""
+        return self.current is not None or self.state == TOOL
+
+
+def salted(messages: tuple[dict[str, Any], ...] | list[dict[str, Any]], salt: str) -> list[dict[str, Any]]:
+    """Messages with the salt on the first message (a copy; the trajectory stays untouched)."""
+    out = list(messages)
+    if not out:
+        return out
+    first = out[0]
+    content = first.get("content")
+    if isinstance(content, str):
+        out[0] = {**first, "content": f"[session {salt}] {content}"}
+    else:
+        out.insert(0, {"role": "system", "content": f"[session {salt}]"})
+    return out
+
+
+class Agent:
+    """Drives one AgentState through trajectories until told to retire."""
+
+    def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: aiohttp.ClientSession,
+                 url: str, model: str, policy: str, run_salt: str, seed: int, timeouts: Timeouts,
+                 on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None):
+        self.s = state
+        self.trajectories = trajectories
+        self.session = session
+        self.url = url
+        self.model = model
+        self.policy = policy
+        self.run_salt = run_salt
+        self.rng = random.Random(seed * 1_000_003 + state.agent_id)
+        self.timeouts = timeouts
+        self.on_record = on_record
+        self.resume = resume
+        self.extra_body = extra_body or {}
+
+    async def run(self) -> None:
+        s = self.s
+        s.started = True
+        index = self.rng.randrange(len(self.trajectories))
+        while not s.retiring:
+            trajectory = self.trajectories[index % len(self.trajectories)]
+            index += 1
+            s.passes += 1
+            await self._run_trajectory(trajectory, f"{self.run_salt}-a{s.agent_id}-p{s.passes}")
+
+    async def _run_trajectory(self, trajectory: Trajectory, salt: str) -> None:
+        s = self.s
+        s.trajectory_id = trajectory.trajectory_id
+        s.turn_count = trajectory.turn_count
+        history: list[dict[str, Any]] | None = None
+        previous: Turn | None = None
+        for k, turn in enumerate(trajectory.turns):
+            if s.retiring:
+                return
+            if not self.resume.is_set():
+                s.state = PAUSED
+                await self.resume.wait()
+            s.turn_index = k
+            messages = self._messages(turn, previous, history, salt)
+            body: dict[str, Any] = {
+                "model": self.model, "messages": messages, "max_tokens": turn.target_output_tokens,
+                "stream": True, "stream_options": {"include_usage": True}, **self.extra_body,
+            }
+            if self.policy == "exact":
+                body["ignore_eos"] = True
+            if turn.tools:
+                body["tools"] = list(turn.tools)
+            s.state = PREFILL
+            result = StreamResult(t_send=0.0)
+            s.current = result
+            try:
+                result = await stream_chat(self.session, self.url, orjson.dumps(body), self.timeouts,
+                                           keep_text=self.policy == "free")
+            finally:
+                s.current = None
+            self._record(trajectory, k, turn, messages, result)
+            if self.policy == "free":
+                history = messages + [result.assistant_message()]
+            previous = turn
+            if result.error and result.t_first is None:
+                await asyncio.sleep(ERROR_BACKOFF_S)  # a dead server must not become a busy loop
+            s.state = TOOL
+            await asyncio.sleep(turn.tool_delay_s)
+
+    def _messages(self, turn: Turn, previous: Turn | None, history: list[dict[str, Any]] | None,
+                  salt: str) -> list[dict[str, Any]]:
+        if self.policy == "free" and history is not None and previous is not None:
+            # the model's own answer replaces the recorded one; recorded tool results follow it
+            return history + list(turn.messages[len(previous.messages) + 1:])
+        return salted(turn.messages, salt)
+
+    def _record(self, trajectory: Trajectory, k: int, turn: Turn, messages: list[dict[str, Any]],
+                result: StreamResult) -> None:
+        s = self.s
+        prompt = result.prompt_tokens
+        if prompt is None:
+            prompt = estimate_prompt_tokens(messages, len(orjson.dumps(turn.tools)) if turn.tools else 0)
+        failed = result.error is not None
+        record = RequestRecord(
+            agent_id=s.agent_id, trajectory_id=trajectory.trajectory_id, turn_index=k,
+            turn_count=trajectory.turn_count, prompt_tokens=prompt, cached_tokens=result.cached_tokens,
+            output_tokens=result.output_tokens, target_tokens=turn.target_output_tokens, t_send=result.t_send,
+            t_first=result.t_first, t_last=result.t_last, t_end=result.t_end,
+            status=FAILED if failed else OK, cause=result.error or "",
+        )
+        s.requests += 1
+        s.last_record = record
+        s.context_tokens = record.context_tokens
+        s.last_ttft_s = record.ttft_s
+        if failed:
+            s.failures += 1
+            s.last_tps = None
+        else:
+            s.last_tps = record.output_tps
+            if record.output_tps is not None:
+                s.recent_tps.append(record.output_tps)
+        self.on_record(record)

@@ -1,0 +1,203 @@
+"""Streaming chat client: one OpenAI-compatible SSE request, timed on arrival of each chunk.
+
+Raw bytes are read as they arrive (``iter_any``) and split into SSE events here, so long lines
+cannot hit aiohttp's line-buffer limit and every timestamp is taken when the bytes land, before
+any JSON decoding. TTFT is the first event carrying a token of any kind (reasoning, content or
+tool call); output tokens come from the final usage chunk, falling back to counted deltas.
+Every error or timeout becomes a failed result with its cause; nothing here raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+READ_BUFSIZE = 4 * 2**20  # bytes; long SSE lines (tool-call arguments) must not choke the reader
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-request limits (s): to the first byte of the body, between chunks, and in total."""
+
+    first_byte_s: float = 300.0
+    chunk_s: float = 60.0
+    total_s: float = 600.0
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What one streamed request produced, with arrival times (time.monotonic seconds)."""
+
+    t_send: float
+    t_first: float | None = None
+    t_last: float | None = None
+    t_end: float = 0.0
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    counted_deltas: int = 0
+    finish_reason: str | None = None
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    keep_text: bool = False
+
+    @property
+    def output_tokens(self) -> int:
+        return self.completion_tokens if self.completion_tokens is not None else self.counted_deltas
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The assistant message the model produced (for the ``free`` replay policy)."""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.get("id") or f"call_{i}", "type": "function",
+                 "function": {"name": c.get("name", ""), "arguments": c.get("arguments", "")}}
+                for i, c in sorted(self.tool_calls.items())
+            ]
+        return message
+
+
+def make_session(api_key: str | None = None) -> aiohttp.ClientSession:
+    """A client session with an unbounded connection pool: one connection per agent in flight.
+
+    aiohttp's default pool (100) would silently cap concurrency; ``limit=0`` removes the cap, so
+    the number of connections always equals the number of requests in flight.
+    """
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0,
+                                     ttl_dns_cache=300, enable_cleanup_closed=True)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    return aiohttp.ClientSession(connector=connector, headers=headers, read_bufsize=READ_BUFSIZE,
+                                 timeout=aiohttp.ClientTimeout(total=None), json_serialize=lambda o: orjson.dumps(o).decode())
+
+
+async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | bytes,
+                      timeouts: Timeouts = Timeouts(), keep_text: bool = False) -> StreamResult:
+    """POST a streaming chat completion and time it. Never raises (except cancellation)."""
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    result = StreamResult(t_send=time.monotonic(), keep_text=keep_text)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeouts.total_s
+    try:
+        async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)) as limit:
+            async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    text = (await resp.read())[:300].decode(errors="replace")
+                    result.error = f"HTTP {resp.status}: {_error_message(text)}"
+                    return result
+                buffer = b""
+                first_byte = True
+                iterator = resp.content.iter_any().__aiter__()
+                while True:
+                    if not first_byte:
+                        limit.reschedule(min(deadline, loop.time() + timeouts.chunk_s))
+                    try:
+                        data = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    now = time.monotonic()
+                    if first_byte:
+                        first_byte = False
+                    buffer += data
+                    if b"\n\n" not in buffer:
+                        continue
+                    *events, buffer = buffer.split(b"\n\n")
+                    for event in events:
+                        if _handle_event(result, event, now):
+                            return _finish(result)
+                if buffer.strip():
+                    _handle_event(result, buffer, time.monotonic())
+                if result.finish_reason is None and result.error is None:
+                    result.error = "stream ended without a finish_reason"
+    except TimeoutError:
+        phase = "first byte" if result.t_first is None else "next chunk"
+        result.error = f"timeout waiting for {phase}"
+    except aiohttp.ClientPayloadError as exc:
+        result.error = f"truncated stream: {exc}"
+    except aiohttp.ClientConnectorError as exc:
+        result.error = f"connect failed: {exc.os_error or exc}"
+    except aiohttp.ServerDisconnectedError:
+        result.error = "server disconnected"
+    except (aiohttp.ClientError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    return _finish(result)
+
+
+def _finish(result: StreamResult) -> StreamResult:
+    result.t_end = time.monotonic()
+    return result
+
+
+def _error_message(text: str) -> str:
+    try:
+        data = orjson.loads(text)
+        if isinstance(data, dict):
+            return str(data.get("message") or data.get("error") or text)
+    except orjson.JSONDecodeError:
+        pass
+    return text.strip()
+
+
+def _handle_event(result: StreamResult, event: bytes, now: float) -> bool:
+    """Apply one SSE event; True once ``[DONE]`` arrives."""
+    for line in event.split(b"\n"):
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            return True
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            result.error = f"malformed SSE data: {payload[:80]!r}"
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk and not chunk.get("choices"):
+            result.error = f"server error in stream: {_error_message(orjson.dumps(chunk['error']).decode())}"
+            continue
+        usage = chunk.get("usage")
+        if usage:
+            result.prompt_tokens = usage.get("prompt_tokens")
+            result.completion_tokens = usage.get("completion_tokens")
+            details = usage.get("prompt_tokens_details") or {}
+            if details.get("cached_tokens") is not None:
+                result.cached_tokens = details["cached_tokens"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            got = False
+            content = delta.get("content")
+            if content:
+                got = True
+                if result.keep_text:
+                    result.content.append(content)
+            reasoning = delta.get("reasoning_content")
+            if reasoning:
+                got = True
+                if result.keep_text:
+                    result.reasoning.append(reasoning)
+            for call in delta.get("tool_calls") or ():
+                got = True
+                if result.keep_text:
+                    slot = result.tool_calls.setdefault(int(call.get("index", 0)), {})
+                    if call.get("id"):
+                        slot["id"] = call["id"]
+                    function = call.get("function") or {}
+                    if function.get("name"):
+                        slot["name"] = function["name"]
+                    slot["arguments"] = slot.get("arguments", "") + (function.get("arguments") or "")
+            if got:
+                if result.t_first is None:
+                    result.t_first = now
+                result.t_last = now
+                result.counted_deltas += 1
+            if choice.get("finish_reason"):
+                result.finish_reason = choice["finish_reason"]
+    return False

@@ -1,0 +1,182 @@
+"""Frames: immutable snapshots of everything a front end shows, emitted at a fixed cadence.
+
+The dashboard, the headless printer and the recorder all consume these; replay produces them
+again from a recording. Per-agent data is columnar (one tuple per column) so a 5,000-agent table
+costs a few tuple builds per frame. ``to_dict``/``from_dict`` give a JSON-safe form for
+recordings and ``--json`` output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from agentperf_tui.engine.slo import Tier, TierResult
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRows:
+    """Columns of the Agents table, one entry per agent, sorted by agent id."""
+
+    ids: tuple[int, ...] = ()
+    states: tuple[str, ...] = ()
+    trajectories: tuple[str, ...] = ()
+    turns: tuple[int, ...] = ()  # 1-based turn in progress (or last done)
+    turn_counts: tuple[int, ...] = ()
+    context_tokens: tuple[int, ...] = ()
+    last_ttft_s: tuple[float | None, ...] = ()
+    last_tps: tuple[float | None, ...] = ()
+    rolling_tps: tuple[float | None, ...] = ()
+    tier_pass: tuple[tuple[bool | None, ...], ...] = ()  # per agent, per tier: last request met it
+    failures: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class TierView:
+    """A tier's live judgement (rolling window) and its compliance history (share per second)."""
+
+    name: str
+    output_tps: float
+    ttft_s: float
+    requests: int
+    output_tps_p25: float | None
+    ttft_p95_s: float | None
+    passed: bool
+    speed_margin: float | None
+    ttft_margin: float | None
+    compliance: float  # share of window requests meeting both targets
+    history: tuple[float, ...] = ()
+
+    @classmethod
+    def from_result(cls, result: TierResult, compliance: float, history: tuple[float, ...]) -> TierView:
+        ttft_margin = result.ttft_margin
+        if ttft_margin is not None and ttft_margin == float("-inf"):
+            ttft_margin = -1.0
+        p95 = result.ttft_p95_s
+        return cls(result.tier.name, result.tier.output_tps, result.tier.ttft_s, result.requests,
+                   result.output_tps_p25, None if p95 is None or p95 == float("inf") else p95, result.passed,
+                   result.speed_margin, ttft_margin, compliance, history)
+
+    @property
+    def tier(self) -> Tier:
+        return Tier(self.name, self.output_tps, self.ttft_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextView:
+    """Context length over agents now (tokens), its history, and mean growth per turn."""
+
+    mean: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    max: float = 0.0
+    history_mean: tuple[float, ...] = ()
+    history_p95: tuple[float, ...] = ()
+    growth_per_turn: float = 0.0  # mean prompt-token increase between consecutive turns
+
+
+@dataclass(frozen=True, slots=True)
+class PowerView:
+    """GPU power: per GPU and total watts, energy since start, efficiency and agents per MW."""
+
+    per_gpu_w: tuple[float, ...] = ()
+    gpu_labels: tuple[str, ...] = ()
+    total_w: float | None = None
+    energy_j: float | None = None  # since the session started, from energy counters
+    avg_power_w: float | None = None  # energy delta / time over the session
+    tokens_per_joule: float | None = None
+    agents_per_mw: float | None = None
+    boundary: str = "gpu"
+    boundary_text: str = ""
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    """SGLang's own view (from /metrics) plus the server process state."""
+
+    state: str = "starting"
+    url: str = ""
+    version: str = ""
+    fingerprint: str = ""
+    running_reqs: float | None = None
+    queued_reqs: float | None = None
+    token_usage: float | None = None
+    cache_hit_rate: float | None = None
+    gen_throughput_tps: float | None = None
+    spec_accept_length: float | None = None
+    used_tokens: float | None = None
+    max_total_tokens: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """Health of the load generator itself: is the client fast enough to be trusted?"""
+
+    loop_lag_ms: float = 0.0
+    loop_lag_max_ms: float = 0.0
+    cpu_pct: float = 0.0
+    rss_mib: float = 0.0
+    valid: bool = True
+    invalid_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One snapshot. ``events`` are the log lines new since the previous frame."""
+
+    seq: int
+    elapsed_s: float
+    wall_time: float
+    profile: str
+    target_agents: int
+    active_agents: int
+    in_work_agents: int
+    paused: bool
+    recording: str
+    requests_completed: int
+    requests_failed: int
+    output_tokens: int
+    output_tokens_per_s: float
+    effective_concurrency: float
+    steady: bool
+    tiers: tuple[TierView, ...] = ()
+    context: ContextView = field(default_factory=ContextView)
+    power: PowerView = field(default_factory=PowerView)
+    server: ServerView = field(default_factory=ServerView)
+    client: ClientView = field(default_factory=ClientView)
+    agents: AgentRows = field(default_factory=AgentRows)
+    events: tuple[str, ...] = ()
+    search: dict | None = None
+
+    def to_dict(self, include_agents: bool = True) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("context", "power", "server", "client"):
+            data[key] = asdict(data[key])
+        data["tiers"] = [asdict(t) for t in self.tiers]
+        data["agents"] = asdict(self.agents) if include_agents else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Frame:
+        def tup(value):
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+
+        agents = data.get("agents") or {}
+        return cls(
+            **{k: data[k] for k in ("seq", "elapsed_s", "wall_time", "profile", "target_agents", "active_agents",
+                                    "in_work_agents", "paused", "recording", "requests_completed",
+                                    "requests_failed", "output_tokens", "output_tokens_per_s",
+                                    "effective_concurrency", "steady")},
+            tiers=tuple(TierView(**{**t, "history": tuple(t["history"])}) for t in data["tiers"]),
+            context=ContextView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["context"].items()}),
+            power=PowerView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["power"].items()}),
+            server=ServerView(**data["server"]),
+            client=ClientView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["client"].items()}),
+            agents=AgentRows(**{k: tup(v) for k, v in agents.items()}) if agents else AgentRows(),
+            events=tuple(data.get("events") or ()),
+            search=data.get("search"),
+        )

@@ -1,0 +1,71 @@
+"""What one request measured: the immutable record every metric, frame and recording is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One model call of one agent, timed on arrival (monotonic seconds).
+
+    ``t_first`` is the arrival of the first streamed token of any kind (reasoning, content or
+    tool call); ``t_last`` the arrival of the last one. Failed requests keep whatever they got
+    and a ``cause``.
+    """
+
+    agent_id: int
+    trajectory_id: str
+    turn_index: int
+    turn_count: int
+    prompt_tokens: int
+    cached_tokens: int | None
+    output_tokens: int
+    target_tokens: int
+    t_send: float
+    t_first: float | None
+    t_last: float | None
+    t_end: float
+    status: str = OK
+    cause: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.t_first is None else self.t_first - self.t_send
+
+    @property
+    def output_tps(self) -> float | None:
+        """(tokens - 1) / (t_last - t_first): decode speed excluding TTFT, AA's definition."""
+        if self.t_first is None or self.t_last is None or self.output_tokens < 2:
+            return None
+        span = self.t_last - self.t_first
+        if span <= 0:
+            return None
+        return (self.output_tokens - 1) / span
+
+    @property
+    def context_tokens(self) -> int:
+        """Context the agent holds after this call: prompt plus what was generated."""
+        return self.prompt_tokens + self.output_tokens
+
+    def to_row(self) -> dict:
+        return {
+            "agent": self.agent_id, "trajectory": self.trajectory_id, "turn": self.turn_index,
+            "turns": self.turn_count, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "output_tokens": self.output_tokens, "target_tokens": self.target_tokens, "t_send": self.t_send,
+            "t_first": self.t_first, "t_last": self.t_last, "t_end": self.t_end, "status": self.status,
+            "cause": self.cause,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict) -> RequestRecord:
+        return cls(row["agent"], row["trajectory"], row["turn"], row["turns"], row["prompt_tokens"],
+                   row["cached_tokens"], row["output_tokens"], row["target_tokens"], row["t_send"],
+                   row["t_first"], row["t_last"], row["t_end"], row["status"], row["cause"])

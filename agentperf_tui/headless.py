@@ -1,0 +1,109 @@
+"""Headless front end: one progress line per second on stdout (JSONL with ``--json``), then the summary.
+
+A sink of the same frames the dashboard shows. Progress goes to stdout; with ``--json`` every line
+is a JSON object and the summary is the last line, so ``tail -n1`` of the output is the result.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+from agentperf_tui.engine.frames import Frame
+
+
+def _fmt_tokens(n: float) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else f"{n:.0f}"
+
+
+def progress_line(frame: Frame) -> str:
+    """Human progress line with units."""
+    parts = [
+        f"[{frame.elapsed_s:6.0f} s]",
+        f"agents {frame.active_agents}/{frame.target_agents}" + (" PAUSED" if frame.paused else ""),
+        f"req {frame.requests_completed} ok {frame.requests_failed} failed",
+        f"{frame.output_tokens_per_s:,.0f} tok/s out",
+        f"ctx mean {_fmt_tokens(frame.context.mean)} p95 {_fmt_tokens(frame.context.p95)} tok",
+    ]
+    for tier in frame.tiers:
+        p25 = "-" if tier.output_tps_p25 is None else f"{tier.output_tps_p25:.1f}"
+        p95 = "-" if tier.ttft_p95_s is None else f"{tier.ttft_p95_s:.2f}"
+        verdict = "PASS" if tier.passed else ("n/a" if tier.requests == 0 else "FAIL")
+        parts.append(f"{tier.name} P25 {p25} tok/s P95 TTFT {p95} s {verdict}")
+    if frame.power.total_w is not None:
+        parts.append(f"power {frame.power.total_w / 1000:.2f} kW ({frame.power.boundary})")
+    parts.append(f"server {frame.server.state}")
+    if not frame.client.valid:
+        parts.append("CLIENT INVALID: " + "; ".join(frame.client.invalid_reasons))
+    return " | ".join(parts)
+
+
+def frame_json(frame: Frame) -> dict[str, Any]:
+    """The per-second JSONL record: the frame without the per-agent table."""
+    data = frame.to_dict(include_agents=False)
+    data["type"] = "progress"
+    return data
+
+
+class HeadlessPrinter:
+    """Frame sink printing at most one line per ``interval_s`` (plus log events when not JSON)."""
+
+    def __init__(self, *, json_lines: bool, out: IO[str] | None = None, interval_s: float = 1.0,
+                 show_events: bool = True):
+        self.json_lines = json_lines
+        self.out = out or sys.stdout
+        self.interval_s = interval_s
+        self.show_events = show_events
+        self._last = -1e9
+
+    def __call__(self, frame: Frame) -> None:
+        if self.show_events and not self.json_lines:
+            for event in frame.events:
+                if "[server]" not in event:  # server chatter goes to the session log, not the console
+                    print(f"  . {event}", file=sys.stderr)
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        if self.json_lines:
+            self.out.write(orjson.dumps(frame_json(frame)).decode() + "\n")
+        else:
+            self.out.write(progress_line(frame) + "\n")
+        self.out.flush()
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        if self.json_lines:
+            self.out.write(orjson.dumps({"type": "summary", **summary}).decode() + "\n")
+        else:
+            self.out.write(summary_text(summary))
+        self.out.flush()
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"summary: profile {summary['profile']}, {summary['agents']} agents, {summary['duration_s']:.0f} s "
+        f"(steady window {summary['steady_window_s']:.0f} s; {summary['stop_reason']})",
+        f"  requests: {summary['requests']['completed']} completed, {summary['requests']['failed']} failed; "
+        f"{summary['output_tokens']:,} output tokens ({summary['output_tokens_per_s']:,.1f} tok/s)",
+        f"  effective concurrency: {summary['effective_concurrency']:.2f} agents",
+        "  context tokens: mean {mean:,.0f}, p50 {p50:,.0f}, p95 {p95:,.0f}, max {max:,.0f}".format(
+            **summary["context_tokens"]),
+    ]
+    for tier in summary["tiers"]:
+        p25 = "-" if tier["output_tps_p25"] is None else f"{tier['output_tps_p25']:.1f}"
+        p95 = "inf" if tier["ttft_p95_s"] is None else f"{tier['ttft_p95_s']:.2f}"
+        lines.append(f"  {tier['name']} ({tier['output_tps']:g} tok/s, {tier['ttft_s']:g} s): P25 speed {p25} tok/s, "
+                     f"P95 TTFT {p95} s -> {'PASS' if tier['pass'] else 'FAIL'}")
+    power = summary["power"]
+    if power.get("avg_power_w"):
+        lines.append(f"  power ({power['boundary']}): average {power['avg_power_w'] / 1000:.2f} kW, "
+                     f"{(power.get('tokens_per_joule') or 0):.3f} tokens/J")
+    elif power.get("note"):
+        lines.append(f"  power: {power['note']}")
+    if summary.get("failure_causes"):
+        lines.append("  failure causes: " + ", ".join(f"{k} x{v}" for k, v in summary["failure_causes"].items()))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,128 @@
+"""How many concurrent streams one twin process keeps flowing on one core.
+
+Starts the twin (pinned to CPU 0 where taskset exists) and a bare aiohttp client in this process
+(pinned to CPU 1), opens N long ``ignore_eos`` streams at once, and over a measuring window
+reports: streams that received tokens in every second ("flowing"), tokens/s received vs what the
+twin's own cost model predicts for that batch (the reference, computed in the same run; ratio
+1.0 = the twin's Python keeps up with its simulated GPUs), the twin's CPU and its step lag.
+
+    python bench/twin_streams.py --streams 2000 --seconds 15
+Last line: ``streams=N flowing=F ratio=R twin_cpu_pct=C``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig, decode_tokens_per_s  # noqa: E402
+from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO, H200  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, i: int, counts: list[int], stop: asyncio.Event) -> None:
+    body = orjson.dumps({"messages": [{"role": "user", "content": f"stream {i} " * 25}], "max_tokens": 30000,
+                         "ignore_eos": True, "stream": True})
+    while not stop.is_set():
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async for chunk in resp.content.iter_any():
+                counts[i] += chunk.count(b"data: ")
+                if stop.is_set():
+                    return
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "agentperf_tui.twin", "--hardware", "h200", "--tp", "8", "--port", str(port),
+            "--dcgm-port", "0", "--enable-metrics", "--max-running-requests", str(args.streams + 10)]
+    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() >= 2:
+        argv = ["taskset", "-c", "0", *argv]
+        os.sched_setaffinity(0, {1})
+    twin = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            for _ in range(100):
+                try:
+                    async with session.get(base + "/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+            counts = [0] * args.streams
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(one_stream(session, base + "/v1/chat/completions", i, counts, stop))
+                     for i in range(args.streams)]
+            await asyncio.sleep(args.warmup)
+            proc = psutil.Process(twin.pid)
+            proc.cpu_percent(None)
+            flowing_every_second = set(range(args.streams))
+            start_counts = list(counts)
+            async with session.get(base + "/metrics") as r:
+                metrics0 = await r.text()
+            t0 = time.monotonic()
+            prev = list(counts)
+            for _ in range(int(args.seconds)):
+                await asyncio.sleep(1.0)
+                now = list(counts)
+                flowing_every_second &= {i for i in range(args.streams) if now[i] > prev[i]}
+                prev = now
+            elapsed = time.monotonic() - t0
+            twin_cpu = proc.cpu_percent(None)
+            async with session.get(base + "/metrics") as r:
+                metrics = await r.text()
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        twin.terminate()
+        twin.wait(10)
+    values = {s.name: s.value for f in text_string_to_metric_families(metrics) for s in f.samples}
+    values0 = {s.name: s.value for f in text_string_to_metric_families(metrics0) for s in f.samples}
+    chunks = sum(counts) - sum(start_counts)
+    generated = values["sglang:generation_tokens_total"] - values0["sglang:generation_tokens_total"]
+    # reference: what the cost model says this batch decodes at (no speculative flags here)
+    model = CostModel(H200, DEEPSEEK_V4_PRO, 8, SpeculativeConfig())
+    expected = decode_tokens_per_s(model, args.streams, 150) * args.streams
+    received = chunks / elapsed
+    tokens_per_s = generated / elapsed
+    ratio = tokens_per_s / expected
+    print(f"streams             {args.streams}")
+    print(f"flowing every second {len(flowing_every_second)}")
+    print(f"chunks/s received   {received:,.0f}  (several tokens per chunk when a stream's writer lags)")
+    print(f"tokens/s generated  {tokens_per_s:,.0f}  (twin's own counter)")
+    print(f"model tokens/s      {expected:,.0f}  (cost model, batch {args.streams})")
+    print(f"twin CPU            {twin_cpu:.0f} %")
+    print(f"twin step lag       {values.get('sglang:twin_step_lag_seconds', float('nan')) * 1000:.1f} ms (last)")
+    print(f"streams={args.streams} flowing={len(flowing_every_second)} ratio={ratio:.2f} twin_cpu_pct={twin_cpu:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=5)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
