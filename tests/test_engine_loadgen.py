@@ -139,3 +139,27 @@ async def test_free_policy_sends_the_models_own_answer_forward(policy):
         await server.close()
     assert len(records) >= 2
     assert all(r.ok for r in records)
+
+
+def test_fast_block_path_counts_like_full_parsing():
+    from agentperf_tui.engine.client import StreamResult, _handle_block
+
+    def ev(delta: dict, finish=None, usage=None) -> bytes:
+        import orjson
+
+        chunk = {"id": "x", "object": "chat.completion.chunk",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
+                 "usage": usage}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    block = (ev({"role": "assistant", "content": ""}) + ev({"reasoning_content": "thinking"})
+             + ev({"content": " tok"}) * 5 + ev({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+             + ev({}, finish="length") + ev({}, usage={"prompt_tokens": 3, "completion_tokens": 7})
+             + b"data: [DONE]\n\n")
+    fast, full = StreamResult(t_send=0.0), StreamResult(t_send=0.0, keep_text=True)
+    assert _handle_block(fast, block, 1.0) is True
+    assert _handle_block(full, block, 1.0) is True
+    assert fast.counted_deltas == full.counted_deltas == 7
+    assert fast.completion_tokens == full.completion_tokens == 7
+    assert fast.finish_reason == full.finish_reason == "length"
+    assert fast.t_first == full.t_first == 1.0

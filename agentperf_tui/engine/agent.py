@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +41,7 @@ class AgentState:
 
     __slots__ = ("agent_id", "state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
                  "last_ttft_s", "last_tps", "recent_tps", "current", "retiring", "requests", "failures",
-                 "passes", "started", "last_record")
+                 "passes", "started", "last_record", "ready_at")
 
     def __init__(self, agent_id: int):
         self.agent_id = agent_id
@@ -59,6 +60,7 @@ class AgentState:
         self.passes = 0
         self.started = False
         self.last_record: RequestRecord | None = None
+        self.ready_at = 0.0  # monotonic time the agent's next request was due
 
     @property
     def live_state(self) -> str:
@@ -129,12 +131,14 @@ class Agent:
         s.turn_count = trajectory.turn_count
         history: list[dict[str, Any]] | None = None
         previous: Turn | None = None
+        s.ready_at = time.monotonic()
         for k, turn in enumerate(trajectory.turns):
             if s.retiring:
                 return
             if not self.resume.is_set():
                 s.state = PAUSED
                 await self.resume.wait()
+                s.ready_at = time.monotonic()
             s.turn_index = k
             messages = self._messages(turn, previous, history, salt)
             body: dict[str, Any] = {
@@ -160,6 +164,7 @@ class Agent:
             if result.error and result.t_first is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)  # a dead server must not become a busy loop
             s.state = TOOL
+            s.ready_at = time.monotonic() + turn.tool_delay_s
             await asyncio.sleep(turn.tool_delay_s)
 
     def _messages(self, turn: Turn, previous: Turn | None, history: list[dict[str, Any]] | None,
@@ -182,6 +187,7 @@ class Agent:
             output_tokens=result.output_tokens, target_tokens=turn.target_output_tokens, t_send=result.t_send,
             t_first=result.t_first, t_last=result.t_last, t_end=result.t_end,
             status=FAILED if failed else OK, cause=result.error or "",
+            dispatch_delay_s=max(0.0, result.t_send - s.ready_at) if s.ready_at else 0.0,
         )
         s.requests += 1
         s.last_record = record

@@ -105,12 +105,12 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
                     if first_byte:
                         first_byte = False
                     buffer += data
-                    if b"\n\n" not in buffer:
+                    end = buffer.rfind(b"\n\n")
+                    if end < 0:
                         continue
-                    *events, buffer = buffer.split(b"\n\n")
-                    for event in events:
-                        if _handle_event(result, event, now):
-                            return _finish(result)
+                    block, buffer = buffer[: end + 2], buffer[end + 2 :]
+                    if _handle_block(result, block, now):
+                        return _finish(result)
                 if buffer.strip():
                     _handle_event(result, buffer, time.monotonic())
                 if result.finish_reason is None and result.error is None:
@@ -144,8 +144,63 @@ def _error_message(text: str) -> str:
     return text.strip()
 
 
+_SPECIAL = (b'"usage":{', b'"finish_reason":"', b'"error"', b"[DONE]", b"\\")
+
+
+def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
+    """Apply complete SSE events that arrived together (same arrival time); True on ``[DONE]``.
+
+    Plain token chunks (the vast majority) are counted with a few C-level substring counts over
+    the whole block; events carrying usage, a finish reason, an error or escapes are parsed
+    one by one. With ``keep_text`` every event is parsed.
+    """
+    if not result.keep_text:
+        cut = len(block)
+        for marker in _SPECIAL:
+            i = block.find(marker)
+            if 0 <= i < cut:
+                cut = i
+        if cut > 0:
+            split = block.rfind(b"\n\n", 0, cut)
+            if split >= 0:
+                plain, block = block[: split + 2], block[split + 2 :]
+                tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
+                          + plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
+                          + plain.count(b'"tool_calls":['))
+                if tokens > 0:
+                    if result.t_first is None:
+                        result.t_first = now
+                    result.t_last = now
+                    result.counted_deltas += tokens
+        if not block:
+            return False
+    return any(_handle_event(result, event, now) for event in block.split(b"\n\n") if event.strip())
+
+
+def _is_plain_token_event(event: bytes) -> bool | None:
+    """Fast path for the common chunk: True/False if it surely does/doesn't carry a token, None
+    when it needs a full JSON parse (usage, finish reason, errors, anything unusual)."""
+    if (b'"usage":{' in event or b'"finish_reason":"' in event or b'"error"' in event
+            or b"[DONE]" in event or b"\\" in event):
+        return None
+    if b'"tool_calls":[' in event:
+        return True
+    content = b'"content":"' in event and b'"content":""' not in event
+    reasoning = b'"reasoning_content":"' in event and b'"reasoning_content":""' not in event
+    return content or reasoning
+
+
 def _handle_event(result: StreamResult, event: bytes, now: float) -> bool:
     """Apply one SSE event; True once ``[DONE]`` arrives."""
+    if not result.keep_text and event.startswith(b"data: {") and event.count(b"data:") == 1:
+        plain = _is_plain_token_event(event)
+        if plain is not None:
+            if plain:
+                if result.t_first is None:
+                    result.t_first = now
+                result.t_last = now
+                result.counted_deltas += 1
+            return False
     for line in event.split(b"\n"):
         line = line.strip()
         if not line.startswith(b"data:"):

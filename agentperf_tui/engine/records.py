@@ -31,6 +31,7 @@ class RequestRecord:
     t_end: float
     status: str = OK
     cause: str = ""
+    dispatch_delay_s: float = 0.0  # how late the request left vs when its agent was ready
 
     @property
     def ok(self) -> bool:
@@ -61,11 +62,12 @@ class RequestRecord:
             "turns": self.turn_count, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
             "output_tokens": self.output_tokens, "target_tokens": self.target_tokens, "t_send": self.t_send,
             "t_first": self.t_first, "t_last": self.t_last, "t_end": self.t_end, "status": self.status,
-            "cause": self.cause,
+            "cause": self.cause, "dispatch_delay_s": self.dispatch_delay_s,
         }
 
     @classmethod
     def from_row(cls, row: dict) -> RequestRecord:
         return cls(row["agent"], row["trajectory"], row["turn"], row["turns"], row["prompt_tokens"],
                    row["cached_tokens"], row["output_tokens"], row["target_tokens"], row["t_send"],
-                   row["t_first"], row["t_last"], row["t_end"], row["status"], row["cause"])
+                   row["t_first"], row["t_last"], row["t_end"], row["status"], row["cause"],
+                   row.get("dispatch_delay_s", 0.0))

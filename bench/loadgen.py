@@ -1,0 +1,268 @@
+"""Load generator vs a bare reference client, against a fast loopback SSE stream server.
+
+In one run: a minimal asyncio stream server (its own process, pinned to CPU 0 where possible)
+streams OpenAI-format chunks, one token each, with 0 or 10 ms between tokens. Against it we drive
+(a) this project's load generator (LoadGenerator + agents + the streaming client, exactly the
+live code path) and (b) a bare asyncio + aiohttp + orjson reference client written below, at 200
+and 1,000 concurrent streams. For each: streamed tokens/s per client CPU-second, effective
+concurrency held (time-average of requests in flight / target) and dispatch delay (how late a
+request left vs when its agent was ready), p50/p99.
+
+    python bench/loadgen.py --quick        # 200 and 1,000 streams, 6 s each
+Last line: ``ratio=R held=H`` (R = ours / reference tokens per core; H = worst held / target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TOKENS_PER_REQUEST = 200
+
+
+# ---------------------------------------------------------------------------------------------
+# the stream server: raw asyncio protocol, HTTP/1.1 keep-alive, chunked SSE
+# ---------------------------------------------------------------------------------------------
+def _chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+TOKEN_EVENT = _chunk(b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":'
+                     b'{"content":" tok"},"finish_reason":null}]}\n\n')
+TAIL = (_chunk(b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},'
+               b'"finish_reason":"length"}]}\n\n')
+        + _chunk(b'data: {"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":10,'
+                 b'"completion_tokens":%d,"total_tokens":%d}}\n\n' % (TOKENS_PER_REQUEST, TOKENS_PER_REQUEST + 10))
+        + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: keep-alive\r\n\r\n")
+
+
+class Ticker:
+    """Delayed mode: one timer per server process writes the next token to every open stream."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self.streams: dict[asyncio.Transport, int] = {}
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.delay_s)
+            done = []
+            for t, left in self.streams.items():
+                if t.is_closing():
+                    done.append(t)
+                elif left <= 1:
+                    t.write(TOKEN_EVENT + TAIL)
+                    done.append(t)
+                else:
+                    t.write(TOKEN_EVENT)
+                    self.streams[t] = left - 1
+            for t in done:
+                del self.streams[t]
+
+
+class StreamProtocol(asyncio.Protocol):
+    def __init__(self, delay_s: float, ticker: Ticker):
+        self.delay_s = delay_s
+        self.ticker = ticker
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport):  # type: ignore[override]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            header = self.buf[:end].lower()
+            length = 0
+            for line in header.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            self.respond()
+
+    def respond(self) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(HEAD)
+        if self.delay_s <= 0:
+            t.write(TOKEN_EVENT * TOKENS_PER_REQUEST + TAIL)
+        else:
+            self.ticker.streams[t] = TOKENS_PER_REQUEST
+
+
+def serve(port: int, delay_s: float, ready: mp.Event) -> None:  # type: ignore[valid-type]
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {0})
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ticker = Ticker(delay_s)
+        if delay_s > 0:
+            loop.create_task(ticker.run())
+        server = await loop.create_server(lambda: StreamProtocol(delay_s, ticker), "127.0.0.1", port,
+                                          backlog=4096)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# measurement shared by both clients: warm up, then a window of tokens, CPU, in-flight, delays
+# ---------------------------------------------------------------------------------------------
+class Meter:
+    def __init__(self) -> None:
+        self.counting = False
+        self.tokens = 0
+        self.delays: list[float] = []
+
+    def completed(self, tokens: int, dispatch_delay_s: float) -> None:
+        if self.counting:
+            self.tokens += tokens
+            self.delays.append(dispatch_delay_s)
+
+
+async def measure(meter: Meter, in_flight, concurrency: int, warmup_s: float, seconds: float) -> dict:  # type: ignore[no-untyped-def]
+    await asyncio.sleep(warmup_s)
+    meter.counting = True
+    cpu0, t0 = time.process_time(), time.monotonic()
+    area, last = 0.0, t0
+    while time.monotonic() - t0 < seconds:
+        await asyncio.sleep(0.05)
+        now = time.monotonic()
+        area += in_flight() * (now - last)
+        last = now
+    meter.counting = False
+    cpu, elapsed = time.process_time() - cpu0, time.monotonic() - t0
+    d = sorted(meter.delays)
+    return {"tokens_per_s": meter.tokens / elapsed, "tokens_per_cpu_s": meter.tokens / cpu if cpu else 0.0,
+            "held": area / elapsed / concurrency,
+            "dispatch_p50_ms": 1000 * d[len(d) // 2] if d else float("nan"),
+            "dispatch_p99_ms": 1000 * d[min(len(d) - 1, int(len(d) * 0.99))] if d else float("nan")}
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the bare reference client
+# ---------------------------------------------------------------------------------------------
+async def reference_client(url: str, concurrency: int, warmup_s: float, seconds: float) -> dict:
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                         "max_tokens": TOKENS_PER_REQUEST})
+    meter = Meter()
+    in_flight = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal in_flight
+        ready_at = time.monotonic()
+        while True:
+            delay = time.monotonic() - ready_at
+            in_flight += 1
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                last = b""
+                async for data in resp.content.iter_any():
+                    last = data
+            in_flight -= 1
+            start = last.rfind(b'data: {"id":"x","object":"chat.completion.chunk","choices":[],"usage"')
+            if start >= 0:
+                usage = orjson.loads(last[start + 6:last.index(b"\n", start)])["usage"]
+                meter.completed(usage["completion_tokens"], delay)
+            ready_at = time.monotonic()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+        result = await measure(meter, lambda: in_flight, concurrency, warmup_s, seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) this project's load generator: the live code path (agents, client, records)
+# ---------------------------------------------------------------------------------------------
+async def project_client(base_url: str, concurrency: int, warmup_s: float, seconds: float) -> dict:
+    from agentperf_tui.engine.loadgen import LoadGenerator
+    from agentperf_tui.workload.model import Trajectory, Turn, Workload
+
+    turn = Turn(({"role": "user", "content": "hi"},), TOKENS_PER_REQUEST, 0.0)
+    workload = Workload("bench", (Trajectory("bench", (turn,)),))
+    meter = Meter()
+    lg = LoadGenerator(workload, base_url=base_url, model="m", ramp_s=0.0,
+                       on_record=lambda r: meter.completed(r.output_tokens, r.dispatch_delay_s))
+    lg.set_target(concurrency)
+    result = await measure(meter, lambda: lg.in_work, concurrency, warmup_s, seconds)
+    await lg.stop()
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="6 s per cell")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--streams", type=int, nargs="+", default=[200, 1000])
+    args = parser.parse_args()
+    seconds = 8.0 if args.quick else args.seconds
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})
+    rows = []
+    ctx = mp.get_context("spawn")
+    for delay_ms in (0, 10):
+        port = free_port()
+        ready = ctx.Event()
+        server = ctx.Process(target=serve, args=(port, delay_ms / 1000, ready), daemon=True)
+        server.start()
+        ready.wait(10)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for streams in args.streams:
+                warmup = 3.0 if delay_ms else 1.0
+                ref = asyncio.run(reference_client(base + "/v1/chat/completions", streams, warmup, seconds))
+                ours = asyncio.run(project_client(base, streams, warmup, seconds))
+                rows.append((streams, delay_ms, ref, ours))
+        finally:
+            server.terminate()
+            server.join(5)
+    print(f"{'streams':>7} {'delay':>6} | {'ref tok/s':>10} {'ref tok/cpu-s':>13} {'ref held':>8} "
+          f"{'disp p50/p99 ms':>16} | {'ours tok/s':>10} {'ours tok/cpu-s':>14} {'ours held':>9} "
+          f"{'disp p50/p99 ms':>16} {'ratio':>6}")
+    ratios, helds = [], []
+    for streams, delay_ms, ref, ours in rows:
+        ratio = ours["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"] if ref["tokens_per_cpu_s"] else 0.0
+        ratios.append(ratio)
+        helds.append(ours["held"])
+        print(f"{streams:>7} {delay_ms:>4}ms | {ref['tokens_per_s']:>10,.0f} {ref['tokens_per_cpu_s']:>13,.0f} "
+              f"{ref['held']:>8.3f} {ref['dispatch_p50_ms']:>7.2f}/{ref['dispatch_p99_ms']:<8.2f} | "
+              f"{ours['tokens_per_s']:>10,.0f} {ours['tokens_per_cpu_s']:>14,.0f} {ours['held']:>9.3f} "
+              f"{ours['dispatch_p50_ms']:>7.2f}/{ours['dispatch_p99_ms']:<8.2f} {ratio:>6.2f}")
+    ratios.sort()
+    print(f"ratio={ratios[len(ratios) // 2]:.2f} held={min(helds):.3f}")
+
+
+if __name__ == "__main__":
+    main()
