@@ -1,0 +1,133 @@
+"""Recording and replay: round trip, crash safety (truncation, corruption), schema, follow mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from agentperf_tui.engine.records import RequestRecord
+from agentperf_tui.record.format import CHUNK_HEADER, MAGIC, RecordingError, encode_chunk
+from agentperf_tui.record.reader import SessionReader
+from agentperf_tui.record.replay import ReplayPlayer, replay_summary
+from agentperf_tui.record.writer import SessionRecorder, new_session_dir
+from tests.tui_frames_minimal import make_frame
+
+
+def record_session(directory: Path, frames: int = 30, summary: bool = True, pause_every: int = 0) -> SessionRecorder:
+    rec = SessionRecorder(directory, {"profile": "twin-h200"})
+    for i in range(frames):
+        rec.on_frame(make_frame(seq=i + 1, elapsed_s=i * 0.25, agents=50))
+        rec.on_record(RequestRecord(i % 5, "t", i, 10, 1000 + i, 900, 150, 150, float(i), i + 0.5, i + 2.0,
+                                    i + 2.01))
+        rec.on_event(f"event {i}")
+        if pause_every and i % pause_every == pause_every - 1:
+            time.sleep(1.1)  # let the writer flush a chunk
+    if summary:
+        rec.write_summary({"agents": 5, "requests": {"completed": frames, "failed": 0}})
+    rec.close()
+    return rec
+
+
+def test_round_trip_frames_records_summary_and_file_mode(tmp_path: Path):
+    directory = new_session_dir(tmp_path, "twin-h200")
+    record_session(directory)
+    path = directory / "session.aprec"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    reader = SessionReader(directory)
+    assert reader.header["schema_version"] == 1 and reader.header["profile"] == "twin-h200"
+    frames = [f for _, f in reader.frames()]
+    assert [f.seq for f in frames] == list(range(1, 31))
+    assert len(frames[0].agents) == 50
+    assert frames[3] == make_frame(seq=4, elapsed_s=0.75, agents=50)  # survives the round trip intact
+    kinds = [k for k, _, _ in reader.entries()]
+    assert kinds.count("record") == 30 and kinds.count("event") == 30
+    summary, warnings = replay_summary(reader)
+    assert summary == {"agents": 5, "requests": {"completed": 30, "failed": 0}}
+    assert warnings == []
+
+
+def test_truncated_copy_replays_to_last_good_chunk_with_warning(tmp_path: Path):
+    directory = new_session_dir(tmp_path, "p")
+    record_session(directory, frames=12, summary=True, pause_every=3)
+    data = (directory / "session.aprec").read_bytes()
+    cut = tmp_path / "cut.aprec"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    reader = SessionReader(cut)
+    frames = [f for _, f in reader.frames()]
+    assert 0 < len(frames) < 12
+    summary, warnings = replay_summary(reader)
+    assert summary["partial"] is True
+    assert any("truncated" in w for w in warnings)
+
+
+def test_corrupt_chunk_stops_there_with_warning(tmp_path: Path):
+    directory = new_session_dir(tmp_path, "p")
+    record_session(directory, frames=9, pause_every=3)
+    path = directory / "session.aprec"
+    chunks = SessionReader(path).chunks
+    assert len(chunks) >= 3
+    data = bytearray(path.read_bytes())
+    middle = chunks[2].offset + chunks[2].length // 2  # flip bytes inside the third chunk's payload
+    data[middle] ^= 0xFF
+    data[middle + 1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reader = SessionReader(path)
+    frames = [f for _, f in reader.frames()]
+    assert 0 < len(frames) < 9
+    assert any("corrupt" in w for w in reader.warnings)
+
+
+def test_newer_schema_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "session.aprec"
+    path.write_bytes(encode_chunk([("header", 0.0, {"schema_version": 99})], zstandard.ZstdCompressor()))
+    with pytest.raises(RecordingError, match="schema version 99 is newer"):
+        SessionReader(path)
+
+
+def test_not_a_recording_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "x.aprec"
+    path.write_bytes(b"hello world, not a recording at all" * 3)
+    with pytest.raises(RecordingError):
+        SessionReader(path)
+    assert CHUNK_HEADER.size == struct.calcsize("<4sIIddI") and MAGIC == b"APR\x01"
+
+
+def test_follow_mode_sees_frames_written_after_it_started(tmp_path: Path):
+    directory = new_session_dir(tmp_path, "p")
+    rec = SessionRecorder(directory, {"profile": "p"})
+    rec.on_frame(make_frame(seq=1, elapsed_s=0.0, agents=3))
+    time.sleep(1.2)  # first chunk on disk
+    seen: list[int] = []
+    player = ReplayPlayer(SessionReader(directory), [lambda f: seen.append(f.seq)], speed=0.0, follow=True)
+    player.start()
+    try:
+        for i in range(2, 6):
+            rec.on_frame(make_frame(seq=i, elapsed_s=i * 0.25, agents=3))
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and (not seen or seen[-1] < 5):
+            time.sleep(0.1)
+    finally:
+        player.stop()
+        rec.close()
+    assert seen[0] == 1 and seen[-1] == 5
+
+
+def test_player_paces_pauses_and_seeks(tmp_path: Path):
+    directory = new_session_dir(tmp_path, "p")
+    record_session(directory, frames=40)  # recorded within a fraction of a second
+    reader = SessionReader(directory)
+    seen: list[int] = []
+    player = ReplayPlayer(reader, [lambda f: seen.append(f.seq)], speed=0.0)
+    player.start()
+    deadline = time.monotonic() + 5
+    while not player.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen == list(range(1, 41))
+    assert threading.active_count() >= 1
