@@ -44,6 +44,8 @@ class RunMetrics:
         self._conc_time = 0.0
         self._last_sample_t: float | None = None
         self.failure_causes: dict[str, int] = {}
+        self._dispatch: deque[tuple[float, float]] = deque()  # (t_send, dispatch delay s), last 10 s
+        self._recent_conc: deque[tuple[float, float]] = deque()  # (t, in-work agents), last 10 s
 
     # -- intake ----------------------------------------------------------------------------------
     def add(self, record: RequestRecord) -> None:
@@ -63,6 +65,9 @@ class RunMetrics:
             self.failure_causes[cause] = self.failure_causes.get(cause, 0) + 1
         self.output_tokens += record.output_tokens
         self._window.append((record.t_end, speed, ttft, record.output_tokens))
+        self._dispatch.append((record.t_send, record.dispatch_delay_s))
+        while self._dispatch and self._dispatch[0][0] < record.t_send - 10.0:
+            self._dispatch.popleft()
         last = self._last_prompt.get(record.agent_id)
         if last and last[0] == record.trajectory_id and last[1] == record.turn_index - 1:
             self._growth.append(record.prompt_tokens - last[2])
@@ -108,8 +113,25 @@ class RunMetrics:
         return sum(self._growth) / len(self._growth) if self._growth else 0.0
 
     # -- concurrency -------------------------------------------------------------------------------
+    def dispatch_p99_ms(self) -> float:
+        """p99 of how late requests left vs when their agent was ready, over the last 10 s."""
+        if not self._dispatch:
+            return 0.0
+        ordered = sorted(d for _, d in self._dispatch)
+        return 1000.0 * (percentile(ordered, 99.0) or 0.0)
+
+    @property
+    def recent_concurrency(self) -> float:
+        """Mean agents in work over the last 10 s of samples."""
+        if not self._recent_conc:
+            return 0.0
+        return sum(n for _, n in self._recent_conc) / len(self._recent_conc)
+
     def sample_concurrency(self, now: float, in_work: int, steady: bool) -> None:
         """Integrate agents-in-work over steady time (time-average = effective concurrency)."""
+        self._recent_conc.append((now, in_work))
+        while self._recent_conc and self._recent_conc[0][0] < now - 10.0:
+            self._recent_conc.popleft()
         if self._last_sample_t is not None and steady:
             dt = now - self._last_sample_t
             self._conc_area += in_work * dt

@@ -40,6 +40,8 @@ from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetr
 
 FrameSink = Callable[[Frame], None]
 LOOP_LAG_INVALID_MS = 100.0
+DISPATCH_P99_INVALID_MS = 50.0
+CONCURRENCY_HELD_MIN = 0.98
 BOUNDARY_TEXT = {
     "gpu": "GPU boards only (sum of per-GPU energy counters) - AA-AgentPerf's boundary",
     "node": "whole node(s) from BMC/Redfish",
@@ -118,9 +120,16 @@ class Session:
         self._lag_max_ms = 0.0
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent(None)
+        self._last_cpu = 0.0
         self._sampler = None
         self._last_history = 0.0
         self._notes_seen: set[str] = set()
+        self.search_view: Callable[[], dict[str, Any]] | None = None
+        self.search_report: dict[str, Any] | None = None
+        self.phase_sinks: list[Callable[[dict[str, Any]], None]] = []
+        self.event_sinks: list[Callable[[str], None]] = []
+        self._search_task: asyncio.Task[Any] | None = None
+        self.search_settings: Any = None  # set to SearchSettings to run a search instead of a fixed load
 
     # -- thread-safe control ---------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -148,6 +157,54 @@ class Session:
     def request_stop(self, reason: str = "stopped by operator") -> None:
         self._call(self._request_stop, reason)
 
+    def start_search(self, settings: Any) -> None:
+        """Start the auto-search on the running load (the dashboard's ``s``)."""
+        self._call(self._start_search, settings, False)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def load_running(self) -> bool:
+        return self.loadgen is not None and not self._stop.is_set()
+
+    @property
+    def searching(self) -> bool:
+        return self._search_task is not None and not self._search_task.done()
+
+    def _start_search(self, settings: Any, stop_when_done: bool) -> None:
+        from agentperf_tui.engine.autosearch import AutoSearch
+
+        if self.loadgen is None or self.searching:
+            self.event("search not started: " + ("already running" if self.searching else "load not running yet"))
+            return
+        search = AutoSearch(self, settings, self.server.gpus if self.server else 1)
+        self.event(f"auto-search started ({settings.mode} mode)")
+
+        async def run() -> None:
+            try:
+                self.search_report = await search.run()
+                self.event("auto-search finished: " + ", ".join(
+                    f"{t['name']} max {t['max_agents']} agents" for t in self.search_report["tiers"]))
+            except Exception as exc:  # reported, never silent
+                self.event(f"auto-search failed: {type(exc).__name__}: {exc}")
+                self.exit_code = 1
+            if stop_when_done:
+                self._request_stop("search finished")
+
+        self._search_task = asyncio.ensure_future(run())
+
+    def on_phase(self, phase: dict[str, Any]) -> None:
+        for sink in self.phase_sinks:
+            sink(phase)
+
+    def latest_power(self) -> PowerReading | None:
+        return self._power_recent[-1] if self._power_recent else None
+
+    def client_health(self) -> ClientView:
+        return self._client_view(sample_cpu=False)
+
     def _set_target(self, agents: int) -> None:
         agents = max(0, min(100_000, int(agents)))
         self.options.agents = agents
@@ -170,10 +227,15 @@ class Session:
     # -- events ------------------------------------------------------------------------------------
     def event(self, message: str) -> None:
         """A line for the Log panel (engine events, server log lines, telemetry notes)."""
-        self._events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        self._add_event(f"{time.strftime('%H:%M:%S')} {message}")
 
     def on_server_log(self, name: str, line: str) -> None:
-        self._events.append(f"{time.strftime('%H:%M:%S')} [{name}] {line.rstrip()}")
+        self._add_event(f"{time.strftime('%H:%M:%S')} [{name}] {line.rstrip()}")
+
+    def _add_event(self, line: str) -> None:
+        self._events.append(line)
+        for sink in self.event_sinks:
+            sink(line)
 
     def on_server_exit(self, name: str, returncode: int | None, last_lines: list[str]) -> None:
         self.server_state = f"exited ({returncode})"
@@ -233,13 +295,18 @@ class Session:
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
                 api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt)
             self._load_t0 = time.monotonic()
-            self.loadgen.set_target(self.options.agents)
-            duration = self.options.duration_s
-            timeout = None if duration is None or duration <= 0 else duration
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout)
-            except TimeoutError:
-                self.stop_reason = f"duration {duration:g} s reached"
+            if self.search_settings is not None:
+                self.loadgen.set_target(self.search_settings.start_agents)
+                self._start_search(self.search_settings, True)
+                await self._stop.wait()
+            else:
+                self.loadgen.set_target(self.options.agents)
+                duration = self.options.duration_s
+                timeout = None if duration is None or duration <= 0 else duration
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout)
+                except TimeoutError:
+                    self.stop_reason = f"duration {duration:g} s reached"
             self.event(f"stopping: {self.stop_reason}")
             return self._finish()
         finally:
@@ -274,6 +341,9 @@ class Session:
         await self._sampler.start()
 
     async def _shutdown(self) -> None:
+        if self._search_task is not None and not self._search_task.done():
+            self._search_task.cancel()
+            await asyncio.gather(self._search_task, return_exceptions=True)
         if self.loadgen is not None:
             await self.loadgen.stop()
         if self._sampler is not None:
@@ -350,6 +420,7 @@ class Session:
             effective_concurrency=self.metrics.effective_concurrency, steady=steady, tiers=tier_views,
             context=context, power=self._power_view(lg.active if lg else 0), server=self._server_view(),
             client=self._client_view(), agents=self._agent_rows(agents), events=events,
+            search=self.search_view() if self.search_view else None,
         )
 
     def _agent_rows(self, agents: list) -> AgentRows:
@@ -423,12 +494,21 @@ class Session:
                           spec_accept_length=m.spec_accept_length, used_tokens=m.used_tokens,
                           max_total_tokens=m.max_total_tokens)
 
-    def _client_view(self) -> ClientView:
+    def _client_view(self, sample_cpu: bool = True) -> ClientView:
         reasons = []
         if self._lag_max_ms > LOOP_LAG_INVALID_MS:
             reasons.append(f"client loop lag {self._lag_max_ms:.0f} ms > {LOOP_LAG_INVALID_MS:.0f} ms")
+        dispatch_p99 = self.metrics.dispatch_p99_ms()
+        if dispatch_p99 > DISPATCH_P99_INVALID_MS:
+            reasons.append(f"dispatch delay p99 {dispatch_p99:.0f} ms > {DISPATCH_P99_INVALID_MS:.0f} ms")
+        lg = self.loadgen
+        if lg is not None and lg.all_started_at is not None and lg.target > 0 and not lg.paused:
+            held = self.metrics.recent_concurrency / lg.target
+            if held < CONCURRENCY_HELD_MIN and time.monotonic() - lg.all_started_at > 5.0:
+                reasons.append(f"effective concurrency {held:.1%} of target < {CONCURRENCY_HELD_MIN:.0%}")
         try:
-            cpu = self._proc.cpu_percent(None)
+            cpu = self._proc.cpu_percent(None) if sample_cpu else self._last_cpu
+            self._last_cpu = cpu
             rss = self._proc.memory_info().rss / 2**20
         except psutil.Error:
             cpu, rss = 0.0, 0.0

@@ -1,0 +1,83 @@
+"""The search report: JSON (the record of truth), Markdown for people, SVG charts beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agentperf_tui.report.charts import line_chart
+
+
+def _fmt(value: Any, spec: str = ",.1f", unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:{spec}}{unit}"
+
+
+def charts(report: dict[str, Any]) -> dict[str, str]:
+    """name -> SVG text: per-tier P25 speed, P95 TTFT and power against agents."""
+    valid = [p for p in report["phases"] if p["valid"]]
+    tiers = report["tiers"]
+    speed = [(t["name"], [(p["agents"], p["tiers"][i]["output_tps_p25"] or 0.0) for p in valid])
+             for i, t in enumerate(tiers)][:1]
+    ttft = [("P95 TTFT", [(p["agents"], p["tiers"][0]["ttft_p95_s"] or 0.0) for p in valid
+                          if p["tiers"][0]["ttft_p95_s"] is not None])]
+    power = [("average power", [(p["agents"], (p["avg_power_w"] or 0.0) / 1000.0) for p in valid
+                                if p["avg_power_w"]])]
+    return {
+        "speed_vs_agents.svg": line_chart("P25 output speed vs agents", "agents", "P25 output speed (tok/s)",
+                                          [("P25 speed", speed[0][1] if speed else [])],
+                                          [(t["name"], t["output_tps"]) for t in tiers]),
+        "ttft_vs_agents.svg": line_chart("P95 TTFT vs agents", "agents", "P95 TTFT (s)", ttft,
+                                         [(t["name"], t["ttft_s"]) for t in tiers]),
+        "power_vs_agents.svg": line_chart(f"Average power vs agents ({report['power_boundary']} boundary)",
+                                          "agents", "average power (kW)", power),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Agent capacity: {report['profile']}",
+        "",
+        f"Mode **{report['mode']}**, {report['gpus']} GPUs, power boundary **{report['power_boundary']}**, "
+        f"{report['phases_run']} phases in {report['elapsed_s'] / 60:.1f} min. Server {report['server']['url']} "
+        f"{report['server']['version']} (fingerprint {report['server']['fingerprint'] or 'n/a'}).",
+        "",
+        "| tier | target | max agents | agents/GPU | agents/MW | avg power | tokens/J | bracket |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in report["tiers"]:
+        lines.append(
+            f"| {t['name']} | {t['output_tps']:g} tok/s, {t['ttft_s']:g} s | {t['max_agents']} | "
+            f"{t['agents_per_gpu']:.2f} | {_fmt(t['agents_per_mw'], ',.0f')} | {_fmt(t['avg_power_w'], ',.0f', ' W')} | "
+            f"{_fmt(t['tokens_per_joule'], '.3f')} | {t['bracket'][0]}..{t['bracket'][1] or 'open'} |")
+    lines += ["", "## Phases", "", "| # | agents | s | requests | " +
+              " | ".join(f"{t['name']} P25 tok/s / P95 TTFT s" for t in report["tiers"]) + " | power | valid |",
+              "|---|---|---|---|" + "---|" * len(report["tiers"]) + "---|---|"]
+    for i, p in enumerate(report["phases"], 1):
+        cells = [f"{_fmt(t['output_tps_p25'])} / {_fmt(t['ttft_p95_s'], '.2f')} "
+                 f"{'PASS' if t['pass'] else 'FAIL'}" for t in p["tiers"]]
+        lines.append(f"| {i} | {p['agents']} | {p['duration_s']:.0f} | {p['requests']['completed']} | "
+                     + " | ".join(cells) + f" | {_fmt(p['avg_power_w'], ',.0f', ' W')} | "
+                     + ("yes" if p["valid"] else f"no: {p['invalid']}") + " |")
+    lines += ["", "Charts: speed_vs_agents.svg, ttft_vs_agents.svg, power_vs_agents.svg.", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], directory: Path, json_path: Path | None = None) -> list[Path]:
+    """Write report.json, report.md and the charts into ``directory`` (and JSON to json_path)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    for path in [directory / "report.json"] + ([json_path] if json_path else []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append(path)
+    (directory / "report.md").write_text(markdown(report))
+    written.append(directory / "report.md")
+    for name, svg in charts(report).items():
+        (directory / name).write_text(svg)
+        written.append(directory / name)
+    return written
