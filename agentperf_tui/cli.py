@@ -1,15 +1,29 @@
-"""Command line: ``agentperf-tui run | search | replay | twin | profiles | launch-plan | report``.
+"""Command line: ``agentperf-tui run | search | replay | compare | report | twin | profiles | launch-plan``.
 
 Each sub-command parses its own flags and hands over to the package that does the work; this
-module holds no logic of its own beyond choosing headless vs dashboard.
+module only chooses the front end (dashboard when stdout is a terminal, headless otherwise),
+maps bad input to exit code 2 with one clear message, and signals to exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from agentperf_tui import __version__
+
+DEFAULT_PROFILE = "twin-h200"
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class UsageError(Exception):
+    """Bad input from the operator: printed as one line, exit code 2."""
 
 
 def _twin(argv: list[str]) -> int:
@@ -25,9 +39,417 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"agentperf-tui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the profile's server and run agents (dashboard or headless)")
+    run.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
+                     help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
+    run.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
+    run.add_argument("--agents", type=int, default=None, help="concurrent agents (default: the profile's)")
+    run.add_argument("--duration", type=float, default=None,
+                     help="seconds of load (default: the profile's headless, until quit in the dashboard)")
+    run.add_argument("--workload", default=None,
+                     help="AA manifest (.json), AA trace or OpenAI-messages JSONL, or 'synthetic'")
+    run.add_argument("--json", action="store_true", help="headless: JSONL progress, summary as the last line")
+    run.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
+    run.add_argument("--fps", type=float, default=None, help="frames per second (default: the profile's, 4)")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--policy", choices=("exact", "free"), default=None)
+    run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
+
+    run.add_argument("--no-record", action="store_true", help="do not record the session")
+    run.add_argument("--record-dir", type=Path, default=None,
+                     help="where sessions are recorded (default ./recordings)")
+
+    search = sub.add_parser("search", help="auto-find the largest agent count per SLO tier (agents/GPU, /MW)")
+    search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE)
+    search.add_argument("--headless", action="store_true")
+    search.add_argument("--json", action="store_true", help="JSONL progress; the report is the last line")
+    search.add_argument("--mode", choices=("quick", "certify"), default="quick")
+    search.add_argument("--tiers", default=None, help="comma-separated tier names to search (default all)")
+    search.add_argument("--report", type=Path, default=None, help="also write the report JSON here")
+    search.add_argument("--start", type=int, default=None, help="first agent count (default 8)")
+    search.add_argument("--max-phase", type=float, default=None, help="seconds, cap on one phase")
+    search.add_argument("--settle", type=float, default=None, help="seconds after a resize before counting")
+    search.add_argument("--workload", default=None)
+    search.add_argument("--no-record", action="store_true")
+    search.add_argument("--record-dir", type=Path, default=None)
+
+    replay = sub.add_parser("replay", help="replay a recorded session in the dashboard (or headless)")
+    replay.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
+    replay.add_argument("--headless", action="store_true")
+    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--follow", action="store_true", help="keep up with a session still being written")
+    replay.add_argument("--speed", type=float, default=1.0, help="0.5 .. 16; 0 = as fast as possible")
+
+    compare = sub.add_parser("compare", help="two sessions side by side")
+    compare.add_argument("a")
+    compare.add_argument("b")
+
+    report = sub.add_parser("report", help="rebuild a search report from a recording")
+    report.add_argument("session")
+    report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the session)")
+
     sub.add_parser("twin", help="start the digital twin of SGLang serving DeepSeek V4 Pro (SGLang flags)",
                    add_help=False)
+    sub.add_parser("profiles", help="list profiles with a one-line description")
+    plan = sub.add_parser("launch-plan", help="print every command a profile would run, without running it")
+    plan.add_argument("profile")
     return parser
+
+
+def _load_profile(name: str) -> Any:
+    from agentperf_tui.profile import ProfileError, load_profile
+
+    try:
+        return load_profile(name)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_profiles() -> int:
+    from agentperf_tui.profile import list_profiles, profiles_dir
+
+    for name, description, _path in list_profiles(profiles_dir()):
+        print(f"{name:24s} {description}")
+    return 0
+
+
+def cmd_launch_plan(args: argparse.Namespace) -> int:
+    from agentperf_tui.server.launch_plan import build_launch_plan, format_launch_plan
+
+    profile = _load_profile(args.profile)
+    if profile.server.mode == "attach":
+        print(f"# attach mode: nothing is launched; probing {profile.server.url}")
+        return 0
+    print(format_launch_plan(build_launch_plan(profile)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agentperf_tui.runner import options_from_profile
+    from agentperf_tui.workload import WorkloadError
+
+    profile = _load_profile(args.profile)
+    headless = args.headless or args.json or not sys.stdout.isatty()
+    duration = args.duration
+    if duration is None and not headless:
+        duration = 0.0  # the dashboard runs until the operator quits
+    options = options_from_profile(profile, agents=args.agents, duration_s=duration, workload=args.workload,
+                                   frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp)
+    if options.agents < 0:
+        raise UsageError(f"--agents {options.agents}: must be >= 0")
+    if args.workload and args.workload != "synthetic" and not Path(args.workload).exists():
+        raise UsageError(f"--workload {args.workload}: file not found")
+    if args.workload == "synthetic":
+        options.workload = None
+    try:
+        if headless:
+            return _run_headless(profile, options, args)
+        return _run_dashboard(profile, options, args)
+    except WorkloadError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _write_summary(path: Path | None, summary: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+
+
+def _start_recording(profile: Any, options: Any, args: argparse.Namespace) -> Any:
+    """A SessionRecorder in a new session folder, or None with --no-record."""
+    if getattr(args, "no_record", False):
+        return None
+    from agentperf_tui.record.writer import SessionRecorder, new_session_dir
+    from agentperf_tui.server.launch_plan import build_launch_plan, format_launch_plan
+
+    root = args.record_dir or Path("recordings")
+    directory = new_session_dir(root, profile.name)
+    commands = "" if profile.server.mode == "attach" else format_launch_plan(build_launch_plan(profile))
+    header = {"profile": profile.name, "profile_path": str(profile.path or ""), "server_commands": commands,
+              "server_mode": profile.server.mode, "gpus": profile.server.gpus,
+              "tiers": [{"name": t.name, "output_tps": t.output_tps, "ttft_s": t.ttft_s} for t in profile.tiers],
+              "agents": options.agents, "workload": options.workload or profile.workload.source}
+    options.recording = str(directory)
+    return SessionRecorder(directory, header)
+
+
+def _attach_recorder(session: Any, recorder: Any) -> None:
+    if recorder is None:
+        return
+    session.sinks.append(recorder.on_frame)
+    session.record_sinks.append(recorder.on_record)
+    session.phase_sinks.append(recorder.on_phase)
+
+
+def _finish_recording(recorder: Any, summary: dict[str, Any] | None) -> None:
+    if recorder is None:
+        return
+    if summary is not None:
+        recorder.write_summary(summary)
+        (recorder.directory / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    recorder.close()
+
+
+def _run_async_with_signals(session: Any) -> tuple[dict[str, Any], list[int]]:
+    """Run a session on this thread; SIGINT/SIGTERM/SIGHUP stop it cleanly, a second one forces."""
+    received: list[int] = []
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if received:  # a second signal forces
+                raise SystemExit(SIGNAL_EXIT.get(sig, 1))
+            received.append(SIGNAL_EXIT.get(sig, 1))
+            session.request_stop(f"signal {sig.name}")
+
+        for sig in SIGNAL_EXIT:
+            loop.add_signal_handler(sig, on_signal, sig)
+        return await session.run()
+
+    return asyncio.run(main()), received
+
+
+def _run_headless(profile: Any, options: Any, args: argparse.Namespace) -> int:
+    from agentperf_tui.headless import HeadlessPrinter
+    from agentperf_tui.runner import build_session
+
+    printer = HeadlessPrinter(json_lines=args.json)
+    recorder = _start_recording(profile, options, args)
+    session = build_session(profile, options, sinks=[printer],
+                            log_dir=recorder.directory if recorder else None)
+    _attach_recorder(session, recorder)
+    summary: dict[str, Any] | None = None
+    try:
+        summary, received = _run_async_with_signals(session)
+    finally:
+        _finish_recording(recorder, summary)
+    printer.summary(summary)
+    _write_summary(args.summary, summary)
+    if recorder is not None and not args.json:
+        print(f"recorded: {recorder.directory}", file=sys.stderr)
+    if received:
+        return received[0]
+    return session.exit_code
+
+
+def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_settings: Any = None) -> int:
+    from agentperf_tui.engine.session import SessionThread
+    from agentperf_tui.headless import summary_text
+    from agentperf_tui.runner import build_session
+    from agentperf_tui.tui.app import AgentPerfApp
+
+    recorder = _start_recording(profile, options, args)
+    session = build_session(profile, options, log_dir=recorder.directory if recorder else None)
+    session.search_settings = search_settings
+    _attach_recorder(session, recorder)
+    app = AgentPerfApp(session, title=f"agentperf-tui - {profile.name}", fps=options.frame_hz,
+                       search_available=True)
+    session.sinks.append(app.frame_sink)
+    engine = SessionThread(session)
+    engine.start()
+    try:
+        app.run()
+    finally:
+        engine.stop()
+        _finish_recording(recorder, engine.summary)
+    if engine.error is not None and not isinstance(engine.error, SystemExit):
+        print(f"agentperf-tui: engine error: {engine.error}", file=sys.stderr)
+        return 1
+    if engine.summary:
+        print(summary_text(engine.summary), end="")
+        _write_summary(args.summary, engine.summary)
+    if session.search_report:
+        _write_search_report(session.search_report, recorder, None)
+    return session.exit_code
+
+
+def _write_search_report(report: dict[str, Any], recorder: Any, json_path: Path | None) -> list[Path]:
+    from agentperf_tui.report.search_report import write_report
+
+    directory = recorder.directory if recorder is not None else Path(json_path or "report.json").parent
+    return write_report(report, directory, json_path)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from agentperf_tui.engine.autosearch import SearchSettings
+    from agentperf_tui.headless import HeadlessPrinter
+    from agentperf_tui.runner import build_session, options_from_profile
+
+    profile = _load_profile(args.profile)
+    if args.tiers:
+        wanted = [t.strip() for t in args.tiers.split(",") if t.strip()]
+        known = {t.name for t in profile.tiers}
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            raise UsageError(f"--tiers: unknown tier(s) {', '.join(unknown)}; the profile has {', '.join(sorted(known))}")
+        import dataclasses
+
+        profile = dataclasses.replace(profile, tiers=tuple(t for t in profile.tiers if t.name in wanted))
+    settings = SearchSettings.for_mode(args.mode, start_agents=args.start, max_phase_s=args.max_phase,
+                                       settle_s=args.settle)
+    headless = args.headless or args.json or not sys.stdout.isatty()
+    options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents)
+    if not headless:
+        options.agents = settings.start_agents
+        return _run_dashboard_search(profile, options, settings, args)
+    printer = HeadlessPrinter(json_lines=args.json)
+    recorder = _start_recording(profile, options, args)
+    session = build_session(profile, options, sinks=[printer], log_dir=recorder.directory if recorder else None)
+    session.search_settings = settings
+    _attach_recorder(session, recorder)
+    summary: dict[str, Any] | None = None
+    try:
+        summary, received = _run_async_with_signals(session)
+        if summary is not None and session.search_report is not None:
+            summary["search"] = session.search_report
+    finally:
+        _finish_recording(recorder, summary)
+    report = session.search_report
+    if report is None:
+        print("agentperf-tui: search produced no report: " + (session.stop_reason or "unknown"), file=sys.stderr)
+        return received[0] if received else 1
+    written = _write_search_report(report, recorder, args.report)
+    if args.json:
+        sys.stdout.write(orjson.dumps({"type": "report", **report}).decode() + "\n")
+    else:
+        from agentperf_tui.report.search_report import markdown
+
+        print(markdown(report))
+        print("written: " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if received:
+        return received[0]
+    return session.exit_code
+
+
+def _run_dashboard_search(profile: Any, options: Any, settings: Any, args: argparse.Namespace) -> int:
+    """The dashboard with the search started as soon as the load is up (``search`` in a terminal)."""
+    options.duration_s = 0.0
+    run_args = argparse.Namespace(**{**vars(args), "summary": None})
+    return _run_dashboard(profile, options, run_args, search_settings=settings)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agentperf_tui.record.format import RecordingError
+    from agentperf_tui.record.reader import SessionReader
+    from agentperf_tui.record.replay import ReplayPlayer, replay_summary
+
+    try:
+        reader = SessionReader(args.session)
+    except RecordingError as exc:
+        raise UsageError(str(exc)) from exc
+    headless = args.headless or args.json or not sys.stdout.isatty()
+    if headless:
+        from agentperf_tui.headless import HeadlessPrinter, summary_text
+
+        printer = HeadlessPrinter(json_lines=args.json, interval_s=0.0 if args.json else 1.0, show_events=False)
+        if args.follow:
+            player = ReplayPlayer(reader, [printer], speed=args.speed, follow=True)
+            player.start()
+            try:
+                while player._thread.is_alive():
+                    player._thread.join(0.5)
+                    if reader.summary() is not None:
+                        player.stop()
+            except KeyboardInterrupt:
+                player.stop()
+        elif not args.json:
+            from agentperf_tui.headless import progress_line
+
+            next_second = 0.0
+            for _t, frame in reader.frames():  # one line per recorded second, as the live run printed
+                if frame.elapsed_s >= next_second:
+                    print(progress_line(frame))
+                    next_second = float(int(frame.elapsed_s) + 1)
+        summary, warnings = replay_summary(reader)
+        for warning in warnings:
+            print(f"agentperf-tui: warning: {warning}", file=sys.stderr)
+        if args.json:
+            sys.stdout.write(orjson.dumps({"type": "summary", **summary}).decode() + "\n")
+        elif summary.get("tiers") is not None and "steady_window_s" in summary:
+            print(summary_text(summary), end="")
+        else:
+            print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    from agentperf_tui.tui.app import AgentPerfApp
+
+    player = ReplayPlayer(reader, speed=args.speed, follow=args.follow)
+    app = AgentPerfApp(player, title=f"agentperf-tui replay - {reader.header.get('profile', '')}", replay=True)
+    player.sinks.append(app.frame_sink)
+    player.start()
+    try:
+        app.run()
+    finally:
+        player.stop()
+    for warning in reader.warnings:
+        print(f"agentperf-tui: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _session_summary(path: str) -> dict[str, Any]:
+    from agentperf_tui.record.format import RecordingError
+    from agentperf_tui.record.reader import SessionReader
+    from agentperf_tui.record.replay import replay_summary
+
+    try:
+        summary, warnings = replay_summary(SessionReader(path))
+    except RecordingError as exc:
+        raise UsageError(str(exc)) from exc
+    for warning in warnings:
+        print(f"agentperf-tui: warning: {warning}", file=sys.stderr)
+    return summary
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _session_summary(args.a), _session_summary(args.b)
+    rows: list[tuple[str, Any, Any]] = [
+        ("profile", a.get("profile"), b.get("profile")),
+        ("agents", a.get("agents"), b.get("agents")),
+        ("duration_s", a.get("duration_s"), b.get("duration_s")),
+        ("requests completed", (a.get("requests") or {}).get("completed"), (b.get("requests") or {}).get("completed")),
+        ("requests failed", (a.get("requests") or {}).get("failed"), (b.get("requests") or {}).get("failed")),
+        ("output tokens/s", a.get("output_tokens_per_s"), b.get("output_tokens_per_s")),
+        ("effective concurrency", a.get("effective_concurrency"), b.get("effective_concurrency")),
+        ("context mean tokens", (a.get("context_tokens") or {}).get("mean"), (b.get("context_tokens") or {}).get("mean")),
+    ]
+    tiers_b = {t["name"]: t for t in b.get("tiers") or []}
+    for t in a.get("tiers") or []:
+        u = tiers_b.get(t["name"], {})
+        rows.append((f"{t['name']} P25 tok/s", t.get("output_tps_p25"), u.get("output_tps_p25")))
+        rows.append((f"{t['name']} P95 TTFT s", t.get("ttft_p95_s"), u.get("ttft_p95_s")))
+        rows.append((f"{t['name']} pass", t.get("pass"), u.get("pass")))
+    search_a, search_b = a.get("search"), b.get("search")
+    if search_a or search_b:
+        sa = {t["name"]: t for t in (search_a or {}).get("tiers", [])}
+        sb = {t["name"]: t for t in (search_b or {}).get("tiers", [])}
+        for name in sorted(set(sa) | set(sb)):
+            for key in ("max_agents", "agents_per_gpu", "agents_per_mw"):
+                rows.append((f"search {name} {key}", sa.get(name, {}).get(key), sb.get(name, {}).get(key)))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  {'A':>16}  {'B':>16}  {'B - A':>12}")
+    for name, va, vb in rows:
+        diff = ""
+        if isinstance(va, int | float) and isinstance(vb, int | float) and not isinstance(va, bool):
+            diff = f"{vb - va:+,.3g}"
+        elif va != vb:
+            diff = "differs"
+        print(f"{name:{width}}  {str(va):>16}  {str(vb):>16}  {diff:>12}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agentperf_tui.report.search_report import write_report
+
+    summary = _session_summary(args.session)
+    report = summary.get("search")
+    if not report:
+        raise UsageError(f"{args.session}: the recording holds no search (run `agentperf-tui search`)")
+    out = args.out or (Path(args.session) if Path(args.session).is_dir() else Path(args.session).parent)
+    for path in write_report(report, out):
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +458,26 @@ def main(argv: list[str] | None = None) -> int:
         return _twin(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "profiles":
+            return cmd_profiles()
+        if args.command == "launch-plan":
+            return cmd_launch_plan(args)
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "replay":
+            return cmd_replay(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "report":
+            return cmd_report(args)
+    except UsageError as exc:
+        print(f"agentperf-tui: error: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 0
 
 
 if __name__ == "__main__":

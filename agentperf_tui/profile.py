@@ -1,0 +1,525 @@
+"""TOML profile -> frozen dataclasses: what to launch or attach to, the workload, tiers, telemetry, run.
+
+A profile is one TOML file (``profiles/<name>.toml``). Every table and key is checked: a wrong
+type, an unknown key (a typo) or a bad value raises :class:`ProfileError` naming the file and the
+key, e.g. ``profiles/x.toml: server.processes[1].argv: expected a list of strings``.
+
+Placeholders in ``argv`` elements and telemetry URLs (substituted by server/launch_plan.py, one
+argv element at a time, never through a shell):
+
+- ``{python}``       the interpreter running agentperf-tui (local processes)
+- ``{host}`` ``{port}``  the server's front door ([server] host/port; port 0 = a free port at launch)
+- ``{dcgm_port}``    [server] dcgm_port (0 = a free port at launch)
+- ``{model}``        [server] model
+- ``{node}``         the process's own ``node``
+- ``{prefill_urls}`` ``{decode_urls}``  URLs of the prefill/decode workers that have a ``port``
+  (``http://<host or node>:<port>``). As a whole argv element it expands to one element per URL,
+  and when the element before it is a flag (``--prefill``) the flag is repeated before each URL,
+  because sglang_router takes ``--prefill URL [BOOTSTRAP_PORT]`` once per worker. Inside a
+  longer element the URLs are joined with commas.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLACEHOLDERS = frozenset(
+    {"python", "host", "port", "dcgm_port", "model", "node", "prefill_urls", "decode_urls"}
+)
+PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-V4-Pro"
+ROLES = ("server", "prefill", "decode", "router")
+LAUNCHERS = ("local", "srun", "ssh")
+MODES = ("launch", "attach")
+POLICIES = ("exact", "free")
+BOUNDARIES = ("gpu", "node", "rack")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the key."""
+
+
+def profiles_dir() -> Path:
+    """The repository's profiles/ folder (next to the agentperf_tui package)."""
+    return Path(__file__).resolve().parent.parent / "profiles"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One SLO tier: P25 output speed >= output_tps and P95 TTFT <= ttft_s."""
+
+    name: str
+    output_tps: float
+    ttft_s: float
+
+
+# AA-AgentPerf tiers for DeepSeek V4 Pro (REFERENCE §1).
+DEFAULT_TIERS = (Tier("tier1", 20.0, 10.0), Tier("tier2", 60.0, 5.0), Tier("tier3", 180.0, 3.0))
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to launch: a single server, a prefill/decode worker (or one node-rank of it), a router."""
+
+    name: str
+    role: str = "server"
+    launcher: str = "local"
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    node: str = ""
+    srun_args: tuple[str, ...] = ()
+    ssh_args: tuple[str, ...] = ()
+    port: int = 0  # the worker's own HTTP port; 0 = not listed in {prefill_urls}/{decode_urls}
+    host: str = ""  # address to reach the worker at; default: node, else [server] host
+
+    @property
+    def url_host(self) -> str:
+        return self.host or self.node
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    mode: str = "launch"
+    url: str = "http://{host}:{port}"
+    host: str = "127.0.0.1"
+    port: int = 0
+    dcgm_port: int = 0
+    model: str = DEFAULT_MODEL
+    gpus: int = 8
+    ready_timeout_s: float = 900.0
+    api_key_env: str = ""
+    stop_timeout_s: float = 10.0
+    processes: tuple[ProcessSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    source: str = "synthetic"
+    policy: str = "exact"
+    seed: int = 1
+    trajectories: int = 64
+    salt: bool = True
+
+
+@dataclass(frozen=True)
+class TelemetrySpec:
+    nvml: bool = True
+    dcgm_urls: tuple[str, ...] = ()
+    sglang_metrics: bool = True
+    power_boundary: str = "gpu"
+    node_power_urls: tuple[str, ...] = ()
+    rack_power_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    agents: int = 8
+    duration_s: float = 60.0
+    ramp_s: float = 5.0
+    frame_hz: float = 4.0
+    request_timeout_s: float = 600.0
+    first_byte_timeout_s: float = 300.0
+    chunk_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path | None
+    name: str
+    description: str
+    server: ServerSpec
+    workload: WorkloadSpec
+    tiers: tuple[Tier, ...]
+    telemetry: TelemetrySpec
+    run: RunSpec
+
+    @property
+    def processes(self) -> tuple[ProcessSpec, ...]:
+        return self.server.processes
+
+    @property
+    def workload_path(self) -> Path | None:
+        """The workload file, resolved against the profile's folder; None for synthetic."""
+        if self.workload.source in ("", "synthetic"):
+            return None
+        p = Path(self.workload.source).expanduser()
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+
+# --------------------------------------------------------------------------------------------
+# Checked reading of one table
+
+
+class _Table:
+    """Typed access to one TOML table; every key read is remembered so leftovers are errors."""
+
+    def __init__(self, where: str, key: str, data: Any):
+        self.where, self.key = where, key
+        if not isinstance(data, dict):
+            raise self.error("", "expected a table")
+        self.data: dict[str, Any] = data
+        self.seen: set[str] = set()
+
+    def error(self, key: str, message: str) -> ProfileError:
+        full = f"{self.key}.{key}" if self.key and key else (self.key or key)
+        return ProfileError(f"{self.where}: {full}: {message}")
+
+    def _get(self, key: str, default: Any) -> tuple[bool, Any]:
+        self.seen.add(key)
+        if key in self.data:
+            return True, self.data[key]
+        return False, default
+
+    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
+        present, v = self._get(key, default)
+        if not present and default is None:
+            raise self.error(key, "required")
+        if not isinstance(v, str):
+            raise self.error(key, f"expected a string, got {_tname(v)}")
+        if choices and v not in choices:
+            raise self.error(key, f"expected one of {', '.join(repr(c) for c in choices)}, got {v!r}")
+        return v
+
+    def integer(self, key: str, default: int, minimum: int | None = None) -> int:
+        _, v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(key, f"expected an integer, got {_tname(v)}")
+        if minimum is not None and v < minimum:
+            raise self.error(key, f"expected >= {minimum}, got {v}")
+        return v
+
+    def number(self, key: str, default: float, positive: bool = False, non_negative: bool = False) -> float:
+        _, v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.error(key, f"expected a number, got {_tname(v)}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise self.error(key, f"expected a finite number, got {v}")
+        if positive and v <= 0:
+            raise self.error(key, f"expected > 0, got {v:g}")
+        if non_negative and v < 0:
+            raise self.error(key, f"expected >= 0, got {v:g}")
+        return v
+
+    def flag(self, key: str, default: bool) -> bool:
+        _, v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise self.error(key, f"expected true or false, got {_tname(v)}")
+        return v
+
+    def strlist(self, key: str) -> tuple[str, ...]:
+        _, v = self._get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.error(key, "expected a list of strings")
+        return tuple(v)
+
+    def strmap(self, key: str) -> dict[str, str]:
+        _, v = self._get(key, {})
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise self.error(key, 'expected a table of strings (NAME = "value")')
+        return dict(v)
+
+    def tables(self, key: str) -> list[Any]:
+        _, v = self._get(key, [])
+        if not isinstance(v, list):
+            raise self.error(key, "expected an array of tables ([[...]])")
+        return v
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            prefix = f"{self.key}." if self.key else ""
+            names = ", ".join(prefix + k for k in unknown)
+            known = ", ".join(sorted(self.seen))
+            raise ProfileError(
+                f"{self.where}: unknown key{'s' if len(unknown) > 1 else ''} {names} (known: {known})"
+            )
+
+
+def _tname(v: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(v), type(v).__name__)
+
+
+def _check_placeholders(
+    t: _Table, key: str, values: tuple[str, ...] | list[str], allowed=PLACEHOLDERS
+) -> None:
+    for i, value in enumerate(values):
+        for m in PLACEHOLDER_RE.finditer(value):
+            if m.group(1) not in allowed:
+                raise t.error(
+                    f"{key}[{i}]" if len(values) > 1 or key.endswith("argv") else key,
+                    f"unknown placeholder {m.group(0)} (known: "
+                    + ", ".join("{" + p + "}" for p in sorted(allowed))
+                    + ")",
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+def _process(where: str, index: int, data: Any, names: set[str]) -> ProcessSpec:
+    t = _Table(where, f"server.processes[{index}]", data)
+    name = t.text("name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise t.error(
+            "name", f"expected letters, digits, '.', '_' or '-' (it names the log file), got {name!r}"
+        )
+    if name in names:
+        raise t.error("name", f"duplicate process name {name!r}")
+    names.add(name)
+    role = t.text("role", "server", ROLES)
+    launcher = t.text("launcher", "local", LAUNCHERS)
+    argv = t.strlist("argv")
+    if not argv:
+        raise t.error("argv", "expected a non-empty list of strings")
+    _check_placeholders(t, "argv", argv)
+    env = t.strmap("env")
+    for k in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise t.error(f"env.{k}", "not a valid environment variable name")
+        if launcher == "srun" and "," in env[k]:
+            raise t.error(f"env.{k}", "srun --export cannot carry a value containing ','")
+    node = t.text("node", "")
+    srun_args = t.strlist("srun_args")
+    ssh_args = t.strlist("ssh_args")
+    port = t.integer("port", 0, minimum=0)
+    host = t.text("host", "")
+    t.finish()
+    if launcher in ("srun", "ssh") and not node:
+        raise t.error("node", f"required with launcher = {launcher!r}")
+    if srun_args and launcher != "srun":
+        raise t.error("srun_args", f"only used with launcher = 'srun' (this process uses {launcher!r})")
+    if ssh_args and launcher != "ssh":
+        raise t.error("ssh_args", f"only used with launcher = 'ssh' (this process uses {launcher!r})")
+    if port > 65535:
+        raise t.error("port", f"expected a TCP port (<= 65535), got {port}")
+    return ProcessSpec(
+        name=name,
+        role=role,
+        launcher=launcher,
+        argv=argv,
+        env=env,
+        node=node,
+        srun_args=srun_args,
+        ssh_args=ssh_args,
+        port=port,
+        host=host,
+    )
+
+
+def _server(where: str, data: Any) -> ServerSpec:
+    t = _Table(where, "server", data)
+    mode = t.text("mode", "launch", MODES)
+    url = t.text("url", "" if mode == "attach" else "http://{host}:{port}")
+    host = t.text("host", "127.0.0.1")
+    port = t.integer("port", 0, minimum=0)
+    dcgm_port = t.integer("dcgm_port", 0, minimum=0)
+    model = t.text("model", DEFAULT_MODEL)
+    gpus = t.integer("gpus", 8, minimum=1)
+    ready_timeout_s = t.number("ready_timeout_s", 900.0, positive=True)
+    api_key_env = t.text("api_key_env", "")
+    stop_timeout_s = t.number("stop_timeout_s", 10.0, positive=True)
+    raw_processes = t.tables("processes")
+    t.finish()
+    if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise t.error(
+            "api_key_env", "expected the NAME of an environment variable holding the key, not the key"
+        )
+    for key, value in (("port", port), ("dcgm_port", dcgm_port)):
+        if value > 65535:
+            raise t.error(key, f"expected a TCP port (<= 65535), got {value}")
+    if mode == "attach":
+        if not url:
+            raise t.error("url", "required with mode = 'attach'")
+        if raw_processes:
+            raise t.error("processes", "mode = 'attach' launches nothing; remove [[server.processes]]")
+    if not re.match(r"https?://", url) and url:
+        raise t.error("url", f"expected an http:// or https:// URL, got {url!r}")
+    _check_placeholders(t, "url", [url], {"host", "port", "dcgm_port"})
+    names: set[str] = set()
+    processes = tuple(_process(where, i, p, names) for i, p in enumerate(raw_processes))
+    if mode == "launch":
+        if not processes:
+            raise t.error("processes", "mode = 'launch' needs at least one [[server.processes]]")
+        fronts = [p for p in processes if p.role in ("server", "router")]
+        if not fronts:
+            raise t.error("processes", "needs a process with role = 'server' or 'router' (the front door)")
+    return ServerSpec(
+        mode=mode,
+        url=url,
+        host=host,
+        port=port,
+        dcgm_port=dcgm_port,
+        model=model,
+        gpus=gpus,
+        ready_timeout_s=ready_timeout_s,
+        api_key_env=api_key_env,
+        stop_timeout_s=stop_timeout_s,
+        processes=processes,
+    )
+
+
+def _workload(where: str, data: Any) -> WorkloadSpec:
+    t = _Table(where, "workload", data)
+    w = WorkloadSpec(
+        source=t.text("source", "synthetic"),
+        policy=t.text("policy", "exact", POLICIES),
+        seed=t.integer("seed", 1),
+        trajectories=t.integer("trajectories", 64, minimum=1),
+        salt=t.flag("salt", True),
+    )
+    t.finish()
+    if not w.source:
+        raise t.error("source", "expected 'synthetic' or a path")
+    return w
+
+
+def _tiers(where: str, data: Any) -> tuple[Tier, ...]:
+    if not isinstance(data, list):
+        raise ProfileError(f"{where}: tiers: expected an array of tables ([[tiers]])")
+    if not data:
+        return DEFAULT_TIERS
+    tiers = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data):
+        t = _Table(where, f"tiers[{i}]", raw)
+        tier = Tier(
+            t.text("name"), t.number("output_tps", 0.0, positive=True), t.number("ttft_s", 0.0, positive=True)
+        )
+        t.finish()
+        if tier.name in seen:
+            raise t.error("name", f"duplicate tier name {tier.name!r}")
+        seen.add(tier.name)
+        tiers.append(tier)
+    return tuple(tiers)
+
+
+def _telemetry(where: str, data: Any) -> TelemetrySpec:
+    t = _Table(where, "telemetry", data)
+    spec = TelemetrySpec(
+        nvml=t.flag("nvml", True),
+        dcgm_urls=t.strlist("dcgm_urls"),
+        sglang_metrics=t.flag("sglang_metrics", True),
+        power_boundary=t.text("power_boundary", "gpu", BOUNDARIES),
+        node_power_urls=t.strlist("node_power_urls"),
+        rack_power_urls=t.strlist("rack_power_urls"),
+    )
+    t.finish()
+    _check_placeholders(t, "dcgm_urls", spec.dcgm_urls, {"host", "port", "dcgm_port"})
+    return spec
+
+
+def _run(where: str, data: Any) -> RunSpec:
+    t = _Table(where, "run", data)
+    spec = RunSpec(
+        agents=t.integer("agents", 8, minimum=1),
+        duration_s=t.number("duration_s", 60.0, positive=True),
+        ramp_s=t.number("ramp_s", 5.0, non_negative=True),
+        frame_hz=t.number("frame_hz", 4.0, positive=True),
+        request_timeout_s=t.number("request_timeout_s", 600.0, positive=True),
+        first_byte_timeout_s=t.number("first_byte_timeout_s", 300.0, positive=True),
+        chunk_timeout_s=t.number("chunk_timeout_s", 60.0, positive=True),
+    )
+    t.finish()
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def resolve_profile_path(path_or_name: str | Path) -> Path:
+    """A bare name ("twin-h200") means profiles/<name>.toml; anything else is a path."""
+    p = Path(path_or_name).expanduser()
+    text = str(path_or_name)
+    if p.suffix != ".toml" and "/" not in text and "\\" not in text:
+        candidate = profiles_dir() / f"{text}.toml"
+        if candidate.is_file() or not p.exists():
+            return candidate
+    return p
+
+
+def _display(path: Path) -> str:
+    """The path as written in messages: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(profiles_dir().parent))
+    except ValueError:
+        return str(path)
+
+
+def parse_profile(text: str, *, path: Path | None = None, where: str | None = None) -> Profile:
+    """Parse profile TOML text (``path`` resolves a relative workload; ``where`` names it in errors)."""
+    where = where or (str(path) if path else "<profile>")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # message carries "(at line N, column M)"
+        raise ProfileError(f"{where}: invalid TOML: {exc}") from exc
+    top = _Table(where, "", data)
+    info = _Table(where, "profile", top._get("profile", {})[1])
+    default_name = path.stem if path else "profile"
+    name = info.text("name", default_name)
+    description = info.text("description", "")
+    info.finish()
+    if "\n" in description:
+        raise info.error("description", "expected one line")
+    server = _server(where, top._get("server", {})[1])
+    workload = _workload(where, top._get("workload", {})[1])
+    tiers = _tiers(where, top._get("tiers", [])[1])
+    telemetry = _telemetry(where, top._get("telemetry", {})[1])
+    run = _run(where, top._get("run", {})[1])
+    top.finish()
+    return Profile(
+        path=path,
+        name=name,
+        description=description,
+        server=server,
+        workload=workload,
+        tiers=tiers,
+        telemetry=telemetry,
+        run=run,
+    )
+
+
+def load_profile(path_or_name: str | Path) -> Profile:
+    """Load and check a profile by name (profiles/<name>.toml) or path; raises ProfileError."""
+    path = resolve_profile_path(path_or_name)
+    where = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        available = ", ".join(n for n, _, _ in list_profiles(profiles_dir())) or "none"
+        raise ProfileError(f"{where}: no such profile (available: {available})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{where}: cannot read: {exc}") from exc
+    return parse_profile(text, path=path.resolve(), where=where)
+
+
+def list_profiles(directory: str | Path | None = None) -> list[tuple[str, str, Path]]:
+    """(name, description, path) of every *.toml in ``directory``, sorted by file name.
+
+    A file that does not parse is listed with its error as the description, so a typo is seen.
+    """
+    d = Path(directory) if directory is not None else profiles_dir()
+    out: list[tuple[str, str, Path]] = []
+    for p in sorted(d.glob("*.toml")):
+        try:
+            prof = load_profile(p)
+            out.append((p.stem, prof.description, p))
+        except ProfileError as exc:
+            out.append((p.stem, f"(invalid: {exc})", p))
+    return out

@@ -1,0 +1,86 @@
+"""Wiring: a profile plus run options become a Session (server starter, workload, tiers).
+
+The one place where profile (server/), workload/, telemetry/ and engine/ meet; the CLI front
+ends (headless, dashboard, search) all build their session here, so live runs against the twin
+and against real SGLang take the same path with only the launch target different.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentperf_tui.engine.client import Timeouts
+from agentperf_tui.engine.session import FrameSink, RunOptions, ServerHandle, Session
+from agentperf_tui.engine.slo import Tier
+from agentperf_tui.profile import Profile
+
+
+def options_from_profile(profile: Profile, **overrides: Any) -> RunOptions:
+    """Run options from the profile's [run] and [workload] tables, then explicit overrides."""
+    run = profile.run
+    options = RunOptions(
+        agents=run.agents, duration_s=run.duration_s, frame_hz=run.frame_hz, ramp_s=run.ramp_s,
+        seed=profile.workload.seed, policy=profile.workload.policy, salt=profile.workload.salt,
+        synthetic_trajectories=profile.workload.trajectories,
+        timeouts=Timeouts(first_byte_s=run.first_byte_timeout_s, chunk_s=run.chunk_timeout_s,
+                          total_s=run.request_timeout_s),
+    )
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(options, key, value)
+    return options
+
+
+def workload_spec(profile: Profile, options: RunOptions) -> str | None:
+    """The workload to load: --workload wins, else the profile's source (relative to the profile)."""
+    if options.workload:
+        return options.workload
+    source = profile.workload.source
+    if source in ("", "synthetic"):
+        return None
+    path = Path(source)
+    if not path.is_absolute() and profile.path is not None:
+        path = Path(profile.path).parent / path
+    return str(path)
+
+
+def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] | None = None,
+                  log_dir: Path | None = None) -> Session:
+    from agentperf_tui.workload import load_workload
+
+    tiers = tuple(Tier(t.name, t.output_tps, t.ttft_s) for t in profile.tiers)
+    spec = workload_spec(profile, options)
+
+    def load() -> Any:
+        return load_workload(spec, seed=options.seed, synthetic_count=options.synthetic_trajectories)
+
+    async def start_server(session: Session) -> ServerHandle:
+        from agentperf_tui.server.probe import get_server_info, server_fingerprint
+        from agentperf_tui.server.supervisor import Supervisor
+
+        supervisor = Supervisor(profile, log_dir=log_dir, on_log=session.on_server_log,
+                                on_exit=session.on_server_exit, on_progress=session.event)
+        try:
+            await supervisor.start()
+        except BaseException:
+            await supervisor.stop()
+            raise
+        base_url = supervisor.base_url
+        try:
+            info = await get_server_info(base_url, supervisor.api_key)
+        except Exception as exc:  # a server without /server_info still runs
+            session.event(f"/server_info unavailable: {exc}")
+            info = {}
+        telemetry = profile.telemetry
+        dcgm_urls = [supervisor.resolve(u) for u in telemetry.dcgm_urls]
+        api_key = supervisor.api_key
+        return ServerHandle(
+            base_url=base_url, model=profile.server.model, gpus=profile.server.gpus, dcgm_urls=dcgm_urls,
+            metrics_url=base_url.rstrip("/") + "/metrics" if telemetry.sglang_metrics else None,
+            use_nvml=telemetry.nvml, boundary=telemetry.power_boundary, stop=supervisor.stop,
+            pids=lambda: list(supervisor.pids), version=str(info.get("version", "")),
+            fingerprint=server_fingerprint(info) if info else "", api_key=api_key)
+
+    return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
+                   server_starter=start_server, sinks=sinks)

@@ -1,0 +1,198 @@
+"""Launch plans: the exact argv per launcher (local, srun, ssh), placeholders, masking, golden files."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from agentperf_tui.profile import load_profile, parse_profile
+from agentperf_tui.server.launch_plan import build_launch_plan, expand_argv, format_launch_plan, mask_argv
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"  # UPDATE_GOLDEN=1 pytest tests/test_launch_plan.py
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if UPDATE:
+        path.write_text(text + "\n")
+    assert path.exists(), f"missing golden {path}; run with UPDATE_GOLDEN=1"
+    assert text + "\n" == path.read_text(), f"launch plan for {name} differs from {path}"
+
+
+@pytest.mark.parametrize("name", ["h200", "gb300-nvl72", "gb300-nvl72-ssh", "twin-h200"])
+def test_golden_plans(name: str) -> None:
+    check_golden(
+        f"launch_plan_{name}", format_launch_plan(build_launch_plan(load_profile(name), python="python"))
+    )
+
+
+def test_h200_plan_is_the_cookbook_command() -> None:
+    [cmd] = build_launch_plan(load_profile("h200"), python="python")
+    assert cmd.argv[:3] == ["python", "-m", "sglang.launch_server"]
+    line = format_launch_plan([cmd]).splitlines()[1]
+    assert line.startswith("SGLANG_ENABLE_SPEC_V2=1 python -m sglang.launch_server ")
+    for part in (
+        "--tp 8",
+        "--moe-runner-backend flashinfer_mxfp4",
+        "--tool-call-parser deepseekv4",
+        "--reasoning-parser deepseek-v4",
+        "--enable-metrics",
+        "--speculative-num-draft-tokens 2",
+        "--host 127.0.0.1 --port 30000",
+    ):
+        assert part in line
+    assert cmd.env == {"SGLANG_ENABLE_SPEC_V2": "1"}
+
+
+def test_python_placeholder_is_the_interpreter() -> None:
+    [cmd] = build_launch_plan(
+        load_profile("twin-h200"), python="/opt/venv/bin/python", port=1234, dcgm_port=5678
+    )
+    assert cmd.argv[0] == "/opt/venv/bin/python"
+    assert cmd.argv[cmd.argv.index("--port") + 1] == "1234"
+    assert cmd.argv[cmd.argv.index("--dcgm-port") + 1] == "5678"
+    assert "free port" not in format_launch_plan([cmd])
+
+
+def test_unresolved_free_ports_are_said_so() -> None:
+    text = format_launch_plan(build_launch_plan(load_profile("twin-h200"), python="python"))
+    assert "--port '{port}'" in text and text.endswith(
+        "# {port}/{dcgm_port}: a free port is chosen at launch"
+    )
+
+
+def test_gb300_plan_has_srun_workers_and_a_local_router() -> None:
+    plan = build_launch_plan(load_profile("gb300-nvl72"), python="python")
+    text = format_launch_plan(plan)
+    srun = [c for c in plan if c.argv[0] == "srun"]
+    assert len(srun) == 18
+    assert sum("--disaggregation-mode prefill" in shlex.join(c.argv) for c in srun) == 8
+    assert sum("--disaggregation-mode decode" in shlex.join(c.argv) for c in srun) == 10
+    first = srun[0].argv
+    assert first[:6] == [
+        "srun",
+        "--nodes=1",
+        "--ntasks=1",
+        "--gpus-per-node=4",
+        "--nodelist=tray01",
+        "--job-name=agentperf-prefill1",
+    ]
+    assert (
+        first[6]
+        == "--export=ALL,NCCL_MNNVL_ENABLE=1,NCCL_CUMEM_ENABLE=1,MC_FORCE_MNNVL=1,SGLANG_ENABLE_SPEC_V2=1"
+    )
+    assert first[7:10] == ["python3", "-m", "sglang.launch_server"]
+    [router] = [c for c in plan if c.role == "router"]
+    assert router.argv[:4] == ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
+    a = router.argv
+    prefill = [a[i + 1] for i, x in enumerate(a) if x == "--prefill"]
+    decode = [a[i + 1] for i, x in enumerate(a) if x == "--decode"]
+    assert prefill == [f"http://tray{i:02d}:{30000 + i}" for i in range(1, 9)]
+    assert decode == [f"http://tray{9 + 2 * d:02d}:{30011 + d}" for d in range(5)]
+    assert a[-4:] == ["--host", "127.0.0.1", "--port", "30000"]
+    assert "# router (router) on localhost" in text
+
+
+def test_ssh_remote_command_round_trips_through_a_shell() -> None:
+    text = """
+[server]
+[[server.processes]]
+name = "w"
+launcher = "ssh"
+node = "tray01"
+ssh_args = ["-o", "BatchMode=yes"]
+argv = ["python3", "-c", "print('a b'); import sys", "it's $HOME;", "{node}"]
+env = { NOTE = "two words", API_KEY = "s3cret" }
+[[server.processes]]
+name = "r"
+role = "router"
+argv = ["x"]
+"""
+    cmd = build_launch_plan(parse_profile(text), python="python")[0]
+    assert cmd.argv[:5] == ["ssh", "-o", "BatchMode=yes", "tray01", "--"]
+    # what the remote shell receives is the words joined by spaces; it must split back exactly
+    remote = shlex.split(" ".join(cmd.argv[5:]))
+    assert remote == [
+        "env",
+        "NOTE=two words",
+        "API_KEY=s3cret",
+        "python3",
+        "-c",
+        "print('a b'); import sys",
+        "it's $HOME;",
+        "tray01",
+    ]
+    shown = format_launch_plan([cmd])
+    assert "s3cret" not in shown and "API_KEY=***" in shown
+
+
+def test_secrets_masked_in_env_and_flags_but_not_in_real_argv() -> None:
+    text = """
+[server]
+[[server.processes]]
+name = "srv"
+argv = ["python", "--api-key", "sk-1", "--hf-token=hf-2", "--speculative-num-draft-tokens", "2"]
+env = { HF_TOKEN = "hf-3", MY_PASSWORD = "pw", PLAIN = "ok" }
+"""
+    [cmd] = build_launch_plan(parse_profile(text), python="python")
+    line = format_launch_plan([cmd]).splitlines()[1]
+    for secret in ("sk-1", "hf-2", "hf-3", "pw"):
+        assert secret not in line
+    assert line.startswith(
+        "HF_TOKEN='***' MY_PASSWORD='***' PLAIN=ok python --api-key '***' '--hf-token=***'"
+    )
+    assert line.endswith("--speculative-num-draft-tokens 2")
+    assert "sk-1" in cmd.argv and cmd.env["HF_TOKEN"] == "hf-3"  # the real command keeps them
+    assert mask_argv(["--admin-api-key", "x"]) == ["--admin-api-key", "***"]
+
+
+def test_list_placeholders_repeat_the_flag_or_expand_or_join() -> None:
+    lists = {"prefill_urls": ["http://a:1", "http://b:2"], "decode_urls": ["http://c:3"]}
+    assert expand_argv(["--prefill", "{prefill_urls}"], {}, lists) == [
+        "--prefill",
+        "http://a:1",
+        "--prefill",
+        "http://b:2",
+    ]
+    assert expand_argv(["x", "{prefill_urls}"], {}, lists) == ["x", "http://a:1", "http://b:2"]
+    assert expand_argv(["--urls={prefill_urls}"], {}, lists) == ["--urls=http://a:1,http://b:2"]
+    assert expand_argv(['{"k": "{model}"}'], {"model": "m"}, lists) == ['{"k": "m"}']
+
+
+def test_local_worker_urls_use_the_server_host() -> None:
+    text = """
+[server]
+host = "0.0.0.0"
+port = 8000
+[[server.processes]]
+name = "p"
+role = "prefill"
+port = 9001
+argv = ["w", "--port", "9001"]
+[[server.processes]]
+name = "d"
+role = "decode"
+port = 9002
+host = "10.0.0.5"
+argv = ["w"]
+[[server.processes]]
+name = "router"
+role = "router"
+argv = ["r", "--prefill", "{prefill_urls}", "--decode", "{decode_urls}", "--host", "{host}", "--port", "{port}"]
+"""
+    router = build_launch_plan(parse_profile(text), python="python")[-1]
+    assert router.argv == [
+        "r",
+        "--prefill",
+        "http://127.0.0.1:9001",
+        "--decode",
+        "http://10.0.0.5:9002",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
