@@ -136,6 +136,8 @@ class AutoSearch:
         self._judge = PhaseJudge(session.tiers)
         self._trajectories_done = {}
         power0 = session.latest_power()
+        # tiers whose bracket already settles this count (monotone) need no verdict to end the phase
+        relevant = [b.passing < agents and (b.failing is None or agents < b.failing) for b in self.state.brackets]
         invalid: list[str] = []
         server_state0 = session.server_state
         self.current = {"agents": agents, "stage": "measuring", "started": self._phase_start}
@@ -157,7 +159,7 @@ class AutoSearch:
                 if (sum(done.values()) >= s.min_trajectories
                         and len(done) >= agents and min(done.values()) >= s.min_trajectories_per_agent):
                     break
-            elif all(v.decided for v in self._judge.verdicts()):
+            elif all(v.decided for v, needed in zip(self._judge.verdicts(), relevant, strict=True) if needed):
                 break
         t_end = time.monotonic()
         judge, self._judge = self._judge, None

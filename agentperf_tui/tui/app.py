@@ -1,0 +1,271 @@
+"""The dashboard: six live panels fed only by engine frames, keys that drive the controller.
+
+The app never measures anything: a live Session (on its own thread) or a ReplayPlayer calls
+``frame_sink`` from its thread; frames arrive as ``FrameArrived`` messages that replace older
+pending ones, and ``apply_frame`` updates every panel inside one batch. ``--fps`` caps how often
+panels refresh; the latest frame always wins.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, Static
+
+from agentperf_tui.engine.frames import Frame
+from agentperf_tui.tui import format as fmt
+from agentperf_tui.tui.help import ConfirmQuit, HelpScreen
+from agentperf_tui.tui.messages import FrameArrived
+from agentperf_tui.tui.panels.agents import AgentsHeader, AgentTable
+from agentperf_tui.tui.panels.context import ContextPanel
+from agentperf_tui.tui.panels.power import PowerPanel
+from agentperf_tui.tui.panels.search import SearchPanel
+from agentperf_tui.tui.panels.server import ServerPanel
+from agentperf_tui.tui.panels.slo import SloPanel
+
+PANELS = ("agents-panel", "slo-panel", "context-panel", "power-panel", "server-panel", "log-panel", "search-panel")
+LOG_LINES = 2000
+
+
+class AgentsPanel(Vertical):
+    """Container of the Agents table and its header (maximizable as one panel)."""
+
+    ALLOW_MAXIMIZE = True
+
+
+class LogPanel(RichLog):
+    """The Log panel: server log lines and notable events, bounded."""
+
+    ALLOW_MAXIMIZE = True
+
+
+class AgentPerfApp(App[int]):
+    """agentperf-tui's dashboard (live or replay)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "agentperf-tui"
+    BINDINGS = [
+        Binding("plus,equals_sign", "agents(1)", "+1 agent", id="agents.plus1", key_display="+"),
+        Binding("minus", "agents(-1)", "-1", id="agents.minus1", key_display="-"),
+        Binding("right_square_bracket", "agents(10)", "+10", id="agents.plus10", key_display="]"),
+        Binding("left_square_bracket", "agents(-10)", "-10", id="agents.minus10", key_display="["),
+        Binding("asterisk", "scale(2.0)", "x2", id="agents.double", key_display="*"),
+        Binding("slash", "scale(0.5)", "/2", id="agents.halve", key_display="/"),
+        Binding("p,space", "pause", "pause", id="load.pause"),
+        Binding("s", "search", "search", id="search.start"),
+        Binding("o", "sort", "sort", id="agents.sort", show=False),
+        Binding("O", "reverse", "reverse", id="agents.reverse", show=False),
+        Binding("f", "filter", "filter", id="agents.filter", show=False),
+        *[Binding(str(i + 1), f"maximize({i})", f"panel {i + 1}", id=f"panel.{i + 1}", show=False)
+          for i in range(len(PANELS))],
+        Binding("escape", "restore", "restore", id="panel.restore", show=False),
+        Binding("less_than_sign", "speed(-1)", "slower", id="replay.slower", show=False),
+        Binding("greater_than_sign", "speed(1)", "faster", id="replay.faster", show=False),
+        Binding("left", "seek(-10)", "-10 s", id="replay.back", show=False),
+        Binding("right", "seek(10)", "+10 s", id="replay.forward", show=False),
+        Binding("n", "phase(1)", "next phase", id="replay.next_phase", show=False),
+        Binding("N", "phase(-1)", "previous phase", id="replay.prev_phase", show=False),
+        Binding("question_mark", "help", "help", id="app.help", key_display="?"),
+        Binding("q", "quit_app", "quit", id="app.quit"),
+    ]
+
+    def __init__(self, controller: Any, *, title: str = "agentperf-tui", fps: float = 4.0,
+                 search_available: bool = False, replay: bool = False):
+        super().__init__()
+        self.controller = controller
+        self.title_text = title
+        self.fps = max(0.5, fps)
+        self.search_available = search_available
+        self.replay = replay
+        self.frame: Frame | None = None
+        self.frames_applied = 0
+        self._last_apply = 0.0
+        self._pending: Frame | None = None
+        self._maximized: str | None = None
+
+    # -- layout -------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(self.title_text, id="header")
+        with Vertical(id="grid"):
+            with AgentsPanel(id="agents-panel", classes="panel"):
+                yield AgentsHeader(id="agents-header")
+                yield AgentTable(id="agents-table")
+            yield SloPanel(id="slo-panel", classes="panel")
+            yield ContextPanel(id="context-panel", classes="panel")
+            yield PowerPanel(id="power-panel", classes="panel")
+            yield ServerPanel(id="server-panel", classes="panel")
+            yield SearchPanel(id="search-panel", classes="panel")
+            yield LogPanel(id="log-panel", classes="panel", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        titles = {"agents-panel": "Agents", "slo-panel": "SLO", "context-panel": "Context",
+                  "power-panel": "GPU power", "server-panel": "Server", "log-panel": "Log", "search-panel": "Search"}
+        for i, panel in enumerate(PANELS):
+            self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
+        self.set_interval(1.0 / self.fps, self._flush_pending)
+
+    # -- frames -------------------------------------------------------------------------------
+    def frame_sink(self, frame: Frame) -> None:
+        """Called by the engine or replay thread; thread-safe and never blocks it."""
+        self.post_message(FrameArrived(frame))
+
+    def on_frame_arrived(self, message: FrameArrived) -> None:
+        now = time.monotonic()
+        if now - self._last_apply < 1.0 / self.fps:
+            self._pending = message.frame  # capped: keep the latest, apply on the next tick
+            return
+        self.apply_frame(message.frame)
+
+    def _flush_pending(self) -> None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            self.apply_frame(frame)
+
+    def apply_frame(self, frame: Frame) -> None:
+        """Update every panel from one frame, inside one batch."""
+        self._last_apply = time.monotonic()
+        self.frame = frame
+        self.frames_applied += 1
+        with self.batch_update():
+            self.query_one("#header", Static).update(self._header_text(frame))
+            table = self.query_one(AgentTable)
+            names = tuple(t.name for t in frame.tiers)
+            table.set_rows(frame.agents, names)
+            self.query_one(AgentsHeader).show(names, table.sort_key, table.reverse, table.filter_mode,
+                                              len(table.order), len(frame.agents))
+            self.query_one(SloPanel).update_frame(frame)
+            self.query_one(ContextPanel).update_frame(frame)
+            self.query_one(PowerPanel).update_frame(frame)
+            self.query_one(ServerPanel).update_frame(frame)
+            self.query_one(SearchPanel).update_frame(frame)
+            log = self.query_one(LogPanel)
+            for line in frame.events:
+                log.write(line)
+
+    def _header_text(self, frame: Frame) -> str:
+        parts = [self.title_text, f"server {frame.server.state}",
+                 f"agents {frame.active_agents}/{frame.target_agents} (in work {frame.in_work_agents})",
+                 f"elapsed {fmt.clock(frame.elapsed_s)}",
+                 f"recording {frame.recording}" if frame.recording else "not recording"]
+        if frame.paused:
+            parts.append("PAUSED")
+        if self.replay:
+            player = self.controller
+            speed = getattr(player, "speed", 1.0)
+            duration = getattr(player, "duration_s", 0.0) or 1.0
+            position = getattr(player, "position_s", 0.0)
+            filled = int(20 * min(1.0, position / duration))
+            parts.append(f"REPLAY x{speed:g}" if speed else "REPLAY max")
+            parts.append("[" + "#" * filled + "-" * (20 - filled) + f"] {fmt.clock(position)}/{fmt.clock(duration)}")
+            if getattr(player, "paused", False):
+                parts.append("replay paused")
+        return "  |  ".join(parts)
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_agents(self, delta: int) -> None:
+        if self.replay:
+            return
+        self.controller.change_target(lambda n: max(0, n + delta))
+
+    def action_scale(self, factor: float) -> None:
+        if self.replay:
+            return
+        self.controller.change_target(lambda n: max(1, int(round(n * factor))) if n else (1 if factor > 1 else 0))
+
+    def action_pause(self) -> None:
+        self.controller.toggle_pause()
+
+    def action_search(self) -> None:
+        if self.replay or not self.search_available or not hasattr(self.controller, "start_search"):
+            self.notify("auto-search is not available here", severity="warning")
+            return
+        from agentperf_tui.engine.autosearch import SearchSettings
+
+        self.controller.start_search(SearchSettings.for_mode("quick"))
+        self.notify("auto-search started (quick mode)")
+
+    def action_sort(self) -> None:
+        key = self.query_one(AgentTable).cycle_sort()
+        self._refresh_agents_header()
+        self.notify(f"agents sorted by {key}", timeout=1.5)
+
+    def action_reverse(self) -> None:
+        self.query_one(AgentTable).toggle_reverse()
+        self._refresh_agents_header()
+
+    def action_filter(self) -> None:
+        mode = self.query_one(AgentTable).cycle_filter()
+        self._refresh_agents_header()
+        self.notify(f"agents filter: {mode}", timeout=1.5)
+
+    def _refresh_agents_header(self) -> None:
+        table = self.query_one(AgentTable)
+        if self.frame is not None:
+            self.query_one(AgentsHeader).show(table.tier_names, table.sort_key, table.reverse, table.filter_mode,
+                                              len(table.order), len(self.frame.agents))
+
+    def action_maximize(self, index: int) -> None:
+        panel_id = PANELS[index]
+        if self._maximized == panel_id:
+            self.action_restore()
+            return
+        self.screen.maximize(self.query_one(f"#{panel_id}"), container=False)
+        self._maximized = panel_id
+
+    def action_restore(self) -> None:
+        self.screen.minimize()
+        self._maximized = None
+
+    def action_speed(self, direction: int) -> None:
+        if not self.replay:
+            return
+        (self.controller.faster if direction > 0 else self.controller.slower)()
+
+    def action_seek(self, delta: float) -> None:
+        if self.replay:
+            self.controller.seek_relative(delta)
+
+    def action_phase(self, direction: int) -> None:
+        if self.replay:
+            self.controller.seek_phase(direction)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        if getattr(self.controller, "load_running", False) and not self.replay:
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._stop_and_exit()
+
+            self.push_screen(ConfirmQuit(), answered)
+        else:
+            self._stop_and_exit()
+
+    def _stop_and_exit(self) -> None:
+        self.controller.request_stop("quit by operator")
+        self.exit(0)
+
+    def get_system_commands(self, screen: Screen) -> Any:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+            ("Agents +1", "add one agent", lambda: self.action_agents(1)),
+            ("Agents -1", "remove one agent", lambda: self.action_agents(-1)),
+            ("Agents +10", "add ten agents", lambda: self.action_agents(10)),
+            ("Agents -10", "remove ten agents", lambda: self.action_agents(-10)),
+            ("Agents x2", "double the agents", lambda: self.action_scale(2.0)),
+            ("Agents /2", "halve the agents", lambda: self.action_scale(0.5)),
+            ("Pause / resume load", "agents finish their turn and wait", self.action_pause),
+            ("Start auto-search", "find the max agents per SLO tier", self.action_search),
+            ("Sort agents", "cycle the Agents table's sort column", self.action_sort),
+            ("Filter agents", "all / failing / decode / tool", self.action_filter),
+            ("Help", "keys and metric definitions", self.action_help),
+            ("Quit", "stop load and server, then quit", self.action_quit_app),
+        ):
+            yield SystemCommand(title, help_text, action)

@@ -1,0 +1,50 @@
+"""Number formatting with units, shared by every panel (so every number carries its unit)."""
+
+from __future__ import annotations
+
+
+def tokens(n: float | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.2f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n:,.0f}"
+
+
+def num(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{unit}"
+
+
+def pct(value: float | None, spec: str = ".0f") -> str:
+    return "-" if value is None else f"{100 * value:{spec}} %"
+
+
+def watts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} MW"
+    if value >= 1e4:
+        return f"{value / 1e3:.1f} kW"
+    return f"{value:,.0f} W"
+
+
+def joules(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1e9:
+        return f"{value / 1e9:.2f} GJ"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} MJ"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f} kJ"
+    return f"{value:.0f} J"
+
+
+def clock(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,78 @@
+"""The help screen (``?``): every key, and the definition and unit of every number on screen."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = """[b]Keys[/b]
+  + / -      agents +1 / -1            ] / [      agents +10 / -10
+  * / /      double / halve agents     p          pause / resume load (agents finish their turn)
+  s          start the auto-search     1..7       maximize a panel (again or Esc restores)
+  o / O      sort the Agents table / reverse       f    filter: all, failing, decode, tool
+  ?          this help                 q          quit (asks first while load runs: y / n)
+  ctrl+p     command palette (every action above)
+  replay:    space pause · < > slower/faster · left/right seek 10 s · n / N next/previous search phase
+"""
+
+METRICS = """[b]Definitions[/b]
+  TTFT (s)            time from sending a request to the first streamed token of any kind
+                      (reasoning, content or tool call), timed when the bytes arrive.
+  output speed        (output tokens - 1) / (time of last token - time of first token), tok/s;
+                      excludes TTFT. Output tokens come from the server's usage chunk.
+  P25 speed, P95 TTFT percentiles over the window's requests (linear interpolation); a failed
+                      request counts as speed 0 and TTFT infinite.
+  tier pass           P25 speed >= tier tok/s AND P95 TTFT <= tier seconds (AA-AgentPerf's rule).
+  compliance          share of the window's requests meeting both targets of a tier.
+  window              requests finished in the last 60 s (live); summaries count requests sent
+                      after every agent of the target had started.
+  effective concurrency  time-average of agents with a request in flight or in tool time.
+  context tokens      prompt + output tokens of an agent's latest call; growth = prompt increase
+                      between consecutive turns (tok/turn).
+  power (W)           from GPU energy counters (NVML or dcgm-exporter); average power = energy
+                      delta / time. Boundary gpu = GPU boards only (what AA divides by).
+  tokens/J            output tokens / energy over the same interval.
+  agents/MW           agents / (power in MW); live value uses the last ~5 s of energy.
+  KV usage            sglang:token_usage - share of the KV pool in use; prefix-cache hit =
+                      sglang:cache_hit_rate; spec accept length = tokens accepted per verify step.
+  loop lag (ms)       how late the load generator's event loop wakes; > 100 ms, dispatch p99
+                      > 50 ms or concurrency < 98% of target marks the window CLIENT INVALID.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help.close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 110; height: 44; border: thick $accent; background: $surface;
+                                  padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(KEYS)
+            yield Static(METRICS)
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """Asked on quit while load runs: y confirms, n or Esc cancels."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes, quit", id="quit.yes"),
+                Binding("n,escape", "answer(False)", "No", id="quit.no")]
+    DEFAULT_CSS = """
+    ConfirmQuit { align: center middle; }
+    ConfirmQuit > Static { width: 60; height: 5; border: thick $error; background: $surface;
+                           content-align: center middle; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Stop the load and the server, and quit?\n\n[b]y[/b] yes   [b]n[/b] / Esc no")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

@@ -1,0 +1,126 @@
+"""Dashboard behaviour with pilot: keys drive the controller, quit confirms, panels show frames."""
+
+from __future__ import annotations
+
+from agentperf_tui.engine.agent_order import order_rows
+from agentperf_tui.tui.app import AgentPerfApp
+from agentperf_tui.tui.controller import NullController
+from agentperf_tui.tui.panels.agents import AgentTable
+from agentperf_tui.tui.panels.server import ServerPanel
+
+from .tui_frames import make_frame
+
+
+async def test_keys_change_the_target():
+    controller = NullController(target=8)
+    app = AgentPerfApp(controller)
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(make_frame(8))
+        await pilot.press("plus")
+        assert controller.target == 9
+        await pilot.press("minus", "minus")
+        assert controller.target == 7
+        await pilot.press("right_square_bracket")
+        assert controller.target == 17
+        await pilot.press("left_square_bracket")
+        assert controller.target == 7
+        await pilot.press("asterisk")
+        assert controller.target == 14
+        await pilot.press("slash")
+        assert controller.target == 7
+        await pilot.press("p")
+        assert ("pause", None) in controller.calls
+
+
+async def test_quit_asks_while_load_runs_n_cancels_y_stops_and_exits():
+    controller = NullController(load_running=True)
+    app = AgentPerfApp(controller)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("q")
+        assert type(app.screen).__name__ == "ConfirmQuit"
+        await pilot.press("n")
+        assert type(app.screen).__name__ != "ConfirmQuit"
+        assert controller.load_running
+        await pilot.press("q")
+        await pilot.press("y")
+        await pilot.pause()
+    assert ("stop", "quit by operator") in controller.calls
+    assert app.return_value == 0
+
+
+async def test_quit_without_load_exits_at_once():
+    controller = NullController(load_running=False)
+    app = AgentPerfApp(controller)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+async def test_search_key_starts_search_only_when_available():
+    controller = NullController()
+    app = AgentPerfApp(controller, search_available=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("s")
+        assert ("search", "quick") not in controller.calls
+    app = AgentPerfApp(controller, search_available=True)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("s")
+        assert ("search", "quick") in controller.calls
+
+
+async def test_number_key_maximizes_a_panel_and_escape_restores():
+    app = AgentPerfApp(NullController())
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(make_frame(10))
+        await pilot.press("1")
+        assert app.screen.maximized is not None and app.screen.maximized.id == "agents-panel"
+        await pilot.press("escape")
+        assert app.screen.maximized is None
+
+
+async def test_sort_and_filter_keys_reorder_the_agents_model():
+    app = AgentPerfApp(NullController())
+    frame = make_frame(60)
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(frame)
+        table = app.query_one(AgentTable)
+        assert table.order == list(range(60))
+        await pilot.press("o")  # sort by state
+        assert table.sort_key == "state"
+        assert table.order == order_rows(frame.agents, "state")
+        await pilot.press("f")  # failing agents only
+        assert table.filter_mode == "failing"
+        assert all(any(p is False for p in frame.agents.tier_pass[i]) for i in table.order)
+        assert 0 < len(table.order) < 60
+
+
+async def test_invalid_client_window_is_shown():
+    app = AgentPerfApp(NullController())
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(make_frame(5, valid=False))
+        await pilot.pause()
+        panel = app.query_one(ServerPanel)
+        assert panel.has_class("invalid")
+        assert "CLIENT INVALID" in str(panel.render())
+
+
+async def test_frames_replace_pending_frames_and_fps_caps_refresh():
+    app = AgentPerfApp(NullController(), fps=2)
+    async with app.run_test(size=(200, 50)) as pilot:
+        for seq in range(1, 30):
+            app.frame_sink(make_frame(20, seq=seq))
+        await pilot.pause(0.8)
+        assert app.frame is not None and app.frame.seq == 29  # the latest frame wins
+        assert app.frames_applied < 10  # far fewer than 29 applications
+
+
+def test_order_rows_sorts_missing_last_and_filters():
+    frame = make_frame(30)
+    order = order_rows(frame.agents, "tps", reverse=True)
+    values = [frame.agents.last_tps[i] for i in order]
+    present = [v for v in values if v is not None]
+    assert present == sorted(present, reverse=True)
+    assert values[-1] is None
+    decode = order_rows(frame.agents, "id", filter_mode="decode")
+    assert decode and all(frame.agents.states[i] == "decode" for i in decode)
