@@ -24,12 +24,15 @@ if TYPE_CHECKING:
     from agentperf_tui.engine.session import Session
 
 
+MIN_DECISION_REQUESTS = 10  # a quick phase never ends on fewer requests than this
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Phase rules for one mode."""
 
     mode: str = "quick"
-    settle_s: float = 10.0
+    settle_s: float = 5.0
     min_phase_s: float = 15.0
     max_phase_s: float = 60.0
     start_agents: int = 8
@@ -145,8 +148,11 @@ class AutoSearch:
             await asyncio.sleep(0.5)
             elapsed = time.monotonic() - self._phase_start
             client = session.client_health()
-            if not client.valid:
-                invalid.extend(r for r in client.invalid_reasons if r not in invalid)
+            if not client.valid:  # keep the first reading of each kind of problem
+                for reason in client.invalid_reasons:
+                    kind = reason.split(" ")[0:2]
+                    if not any(r.split(" ")[0:2] == kind for r in invalid):
+                        invalid.append(reason)
             if session.server_state != server_state0:
                 invalid.append(f"server {session.server_state}")
                 break
@@ -159,7 +165,8 @@ class AutoSearch:
                 if (sum(done.values()) >= s.min_trajectories
                         and len(done) >= agents and min(done.values()) >= s.min_trajectories_per_agent):
                     break
-            elif all(v.decided for v, needed in zip(self._judge.verdicts(), relevant, strict=True) if needed):
+            elif all(v.decided for v, needed in zip(self._judge.verdicts(MIN_DECISION_REQUESTS), relevant, strict=True)
+                     if needed):
                 break
         t_end = time.monotonic()
         judge, self._judge = self._judge, None

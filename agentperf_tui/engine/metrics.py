@@ -128,8 +128,15 @@ class RunMetrics:
         return sum(n for _, n in self._recent_conc) / len(self._recent_conc)
 
     def sample_concurrency(self, now: float, in_work: int, steady: bool) -> None:
-        """Integrate agents-in-work over steady time (time-average = effective concurrency)."""
-        self._recent_conc.append((now, in_work))
+        """Integrate agents-in-work over steady time (time-average = effective concurrency).
+
+        The recent (10 s) average used for the validity check only holds steady samples: a ramp
+        after a target change is not a client that failed to hold its target.
+        """
+        if steady:
+            self._recent_conc.append((now, in_work))
+        else:
+            self._recent_conc.clear()
         while self._recent_conc and self._recent_conc[0][0] < now - 10.0:
             self._recent_conc.popleft()
         if self._last_sample_t is not None and steady:

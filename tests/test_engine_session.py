@@ -1,0 +1,72 @@
+"""A Session against an in-process twin: frames flow, a starved client is flagged invalid, stop is clean."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp.test_utils import TestServer
+
+from agentperf_tui.engine.frames import Frame
+from agentperf_tui.engine.session import RunOptions, ServerHandle, Session
+from agentperf_tui.engine.slo import AA_DSV4_PRO_TIERS
+from agentperf_tui.twin.config import parse_twin_args
+from agentperf_tui.twin.server import TwinServer
+
+from .test_engine_loadgen import small_workload
+
+
+def make_session(frames: list[Frame], agents: int = 2) -> tuple[Session, list]:
+    servers: list[TestServer] = []
+
+    async def start(_session: Session) -> ServerHandle:
+        server = TestServer(TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8"])).app(), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return ServerHandle(base_url=str(server.make_url("/")).rstrip("/"), model="m", gpus=8, dcgm_urls=[],
+                            metrics_url=None, use_nvml=False, boundary="gpu", stop=server.close)
+
+    options = RunOptions(agents=agents, duration_s=None, frame_hz=10, ramp_s=0.1)
+    session = Session(profile_name="test", options=options, tiers=AA_DSV4_PRO_TIERS,
+                      workload_loader=lambda: small_workload(turns=3, target=8, delay=0.05),
+                      server_starter=start, sinks=[frames.append])
+    return session, servers
+
+
+async def test_starved_client_is_flagged_invalid_then_recovers_and_stop_is_clean():
+    frames: list[Frame] = []
+    session, servers = make_session(frames)
+    task = asyncio.create_task(session.run())
+    while not frames or frames[-1].requests_completed < 3:
+        await asyncio.sleep(0.1)
+    assert frames[-1].client.valid, frames[-1].client.invalid_reasons
+    for _ in range(3):  # starve the engine loop: 300 ms without yielding
+        time.sleep(0.3)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    starved = frames[-1]
+    assert not starved.client.valid
+    assert any("loop lag" in r for r in starved.client.invalid_reasons)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 15)
+    assert summary["stop_reason"] == "test over"
+    assert summary["requests"]["completed_all"] >= 3
+    assert frames[-1].server.state == "stopped"
+    assert servers[0].runner is None or servers[0].runner.server is None  # the server was closed
+
+
+async def test_target_changes_through_the_session_api():
+    frames: list[Frame] = []
+    session, _ = make_session(frames, agents=1)
+    task = asyncio.create_task(session.run())
+    while session.loadgen is None:
+        await asyncio.sleep(0.05)
+    session.change_target(lambda n: n * 4)
+    await asyncio.sleep(0.6)
+    assert frames[-1].target_agents == 4 and frames[-1].active_agents == 4
+    session.set_target(2)
+    await asyncio.sleep(0.8)
+    assert frames[-1].target_agents == 2
+    session.request_stop()
+    await asyncio.wait_for(task, 15)
+    assert any("agents target 1 -> 4" in e for f in frames for e in f.events)
