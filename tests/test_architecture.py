@@ -1,0 +1,46 @@
+"""Architecture rules: the engine stays UI-free; no shell strings anywhere."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "agentperf_tui"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_engine_workload_telemetry_and_record_never_import_textual():
+    for package in ("engine", "workload", "telemetry", "record", "server", "twin", "report"):
+        for path in (PACKAGE / package).rglob("*.py"):
+            bad = {m for m in imported_modules(path) if m == "textual" or m.startswith("textual.")}
+            assert not bad, f"{path} imports {bad}"
+
+
+def test_importing_the_engine_does_not_load_textual():
+    code = ("import sys, agentperf_tui.engine.session, agentperf_tui.headless, agentperf_tui.runner; "
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_no_shell_true_anywhere():
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "shell":
+                assert not (isinstance(node.value, ast.Constant) and node.value.value is True), path
+            if isinstance(node, ast.Attribute) and node.attr in ("system", "popen") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "os":
+                raise AssertionError(f"{path}: os.{node.attr} builds a shell string")
