@@ -96,3 +96,37 @@ def test_sigterm_stops_load_and_twin_and_exits_143(tmp_path: Path):
     assert orjson.loads(out.strip().splitlines()[-1])["type"] == "summary"
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+def test_twin_killed_mid_run_exits_nonzero_fast_with_cause_and_replayable_recording(tmp_path: Path):
+    proc = subprocess.Popen([sys.executable, "-m", "agentperf_tui", "run", "twin-h200", "--headless", "--agents", "2",
+                             "--duration", "120", "--json", "--record-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if '"requests_completed":' in line and '"requests_completed":0' not in line.replace(" ", ""):
+                break
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        for child in children:
+            child.kill()
+        t_kill = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - t_kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert elapsed < 5
+    summary = orjson.loads(out.strip().splitlines()[-1])
+    assert "exited" in summary["stop_reason"] and "-9" in summary["stop_reason"]
+    assert summary["server"]["state"].startswith("exited")
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+    (session,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    replay = run_cli("replay", str(session), "--headless", "--json")
+    assert replay.returncode == 0
+    replayed = last_json(replay.stdout)
+    assert replayed["stop_reason"] == summary["stop_reason"]

@@ -162,6 +162,11 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
                 cut = i
         if cut > 0:
             split = block.rfind(b"\n\n", 0, cut)
+            well_formed = split >= 0 and block.count(b"data:", 0, split + 2) == block.count(b"}\n\n", 0, split + 2)
+            if split >= 0 and not well_formed:
+                # some event is not a complete JSON object: parse every event to find and report it
+                return any(_handle_event(result, event, now, fast=False)
+                           for event in block.split(b"\n\n") if event.strip())
             if split >= 0:
                 plain, block = block[: split + 2], block[split + 2 :]
                 tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
@@ -190,9 +195,10 @@ def _is_plain_token_event(event: bytes) -> bool | None:
     return content or reasoning
 
 
-def _handle_event(result: StreamResult, event: bytes, now: float) -> bool:
+def _handle_event(result: StreamResult, event: bytes, now: float, fast: bool = True) -> bool:
     """Apply one SSE event; True once ``[DONE]`` arrives."""
-    if not result.keep_text and event.startswith(b"data: {") and event.count(b"data:") == 1:
+    if fast and not result.keep_text and event.startswith(b"data: {") and event.count(b"data:") == 1 \
+            and event.rstrip().endswith(b"}"):
         plain = _is_plain_token_event(event)
         if plain is not None:
             if plain:

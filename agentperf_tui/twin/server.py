@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from agentperf_tui import __version__
 from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
 from agentperf_tui.twin.config import TwinConfig
 from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
+from agentperf_tui.twin.faults import FAULT_FIELDS, FaultDice, Faults
 from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
 from agentperf_tui.twin.metrics import DcgmExporter, SGLangCollector, registry_with
 from agentperf_tui.twin.scheduler import Cluster, Engine, TwinRequest
@@ -87,6 +89,9 @@ class TwinServer:
         self.dcgm = self._dcgm_exporter()
         self.started = time.monotonic()
         self._stats_task: asyncio.Task[None] | None = None
+        self.faults = Faults()
+        self.faults.update({name: getattr(args, f"fault_{name}") for name in FAULT_FIELDS})
+        self.dice = FaultDice(self.faults, args.seed)
 
     # -- deployment ----------------------------------------------------------------------------
     def _make_engines(self, cluster: Cluster) -> tuple[list[Engine], list[Engine]]:
@@ -145,6 +150,8 @@ class TwinServer:
         r.add_post("/v1/chat/completions", self.chat_completions)
         r.add_post("/generate", self.generate)
         r.add_get("/metrics", self.metrics)
+        r.add_get("/twin/faults", self.get_faults)
+        r.add_post("/twin/faults", self.set_faults)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app
@@ -179,8 +186,27 @@ class TwinServer:
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(status=200)
 
+    async def get_faults(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.faults.as_dict())
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        """Change faults at run time; only from loopback clients."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return error_response(403, "fault injection is accepted from loopback only", "PermissionError")
+        try:
+            values = orjson.loads(await request.read())
+            if not isinstance(values, dict):
+                raise ValueError("expected a JSON object of fault settings")
+            self.faults.update(values)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            return error_response(400, str(exc))
+        log.info("faults now %s", self.faults.as_dict())
+        return web.json_response(self.faults.as_dict())
+
     async def health_generate(self, _request: web.Request) -> web.Response:
         """Runs a one-token generation through the scheduler, as SGLang does."""
+        if self.faults.health_delay_s:
+            await asyncio.sleep(self.faults.health_delay_s)
         chain = [(hash(("health", time.monotonic_ns())), 4)]
         req = TwinRequest("health-" + self.cluster.next_id(), chain, 4, 1, chain[0][0])
         self.cluster.submit(req)
@@ -251,6 +277,19 @@ class TwinServer:
         denied = self._check_auth(request)
         if denied:
             return denied
+        faults, dice = self.faults, self.dice
+        dice.chat_requests += 1
+        if faults.crash_after and dice.chat_requests > faults.crash_after:
+            log.error("fault injection: crashing after %d chat requests", faults.crash_after)
+            asyncio.get_running_loop().call_soon(os._exit, 3)
+        if dice.hit(faults.reset_rate) and request.transport is not None:
+            request.transport.abort()
+            return web.Response(status=500)
+        if dice.hit(faults.http_error_rate):
+            status = faults.http_status
+            text = {429: "Too many requests (fault injection)", 500: "Internal server error (fault injection)"}.get(
+                status, "Service unavailable (fault injection)")
+            return error_response(status, text, "ServiceUnavailableError" if status != 429 else "RateLimitError")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
@@ -352,6 +391,13 @@ class TwinServer:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(status=200, headers=SSE_HEADERS)
         sent = 0
+        fault = None
+        if self.faults.any_stream_fault:
+            for kind in ("malformed", "truncate", "stall"):
+                if self.dice.hit(getattr(self.faults, f"{kind}_rate")):
+                    fault = kind
+                    break
+        fault_at = max(1, req.target_tokens // 2)
         try:
             await resp.prepare(request)
             await resp.write(head + b'{"role":"assistant","content":""}' + tail)
@@ -361,6 +407,17 @@ class TwinServer:
                 if n:
                     await resp.write(head + self._delta_bytes(plan, sent, n, req.rid) + tail)
                     sent += n
+                    if fault is not None and sent >= fault_at:
+                        if fault == "malformed":
+                            await resp.write(b'data: {"id": "' + rid.encode() + b'", "choices": [{"delta": \n\n')
+                        elif fault == "stall":
+                            await asyncio.sleep(self.faults.stall_s)
+                        elif fault == "truncate":
+                            if request.transport is not None:
+                                request.transport.abort()
+                            self.cluster.abort(req)
+                            return resp
+                        fault = None
                 if req.finished and not req.pending:
                     break
             if req.aborted:
