@@ -246,7 +246,7 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
     session.search_settings = search_settings
     _attach_recorder(session, recorder)
     app = AgentPerfApp(session, title=f"agentperf-tui - {profile.name}", fps=options.frame_hz,
-                       search_available=True)
+                       search_available=True, handle_signals=True)
     session.sinks.append(app.frame_sink)
     engine = SessionThread(session)
     engine.start()
@@ -263,7 +263,7 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
         _write_summary(args.summary, engine.summary)
     if session.search_report:
         _write_search_report(session.search_report, recorder, None)
-    return session.exit_code
+    return app.return_code or session.exit_code
 
 
 def _write_search_report(report: dict[str, Any], recorder: Any, json_path: Path | None) -> list[Path]:
@@ -307,6 +307,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             summary["search"] = session.search_report
     finally:
         _finish_recording(recorder, summary)
+    if summary is not None and session.search_report is not None and "search" not in summary:
+        summary["search"] = session.search_report
     report = session.search_report
     if report is None:
         print("agentperf-tui: search produced no report: " + (session.stop_reason or "unknown"), file=sys.stderr)

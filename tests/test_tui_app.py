@@ -124,3 +124,22 @@ def test_order_rows_sorts_missing_last_and_filters():
     assert values[-1] is None
     decode = order_rows(frame.agents, "id", filter_mode="decode")
     assert decode and all(frame.agents.states[i] == "decode" for i in decode)
+
+
+async def test_signal_and_ctrl_c_stop_the_load_and_exit_with_signal_codes():
+    import signal
+
+    controller = NullController()
+    app = AgentPerfApp(controller)
+    async with app.run_test(size=(200, 50)) as pilot:
+        app._on_signal(signal.SIGTERM, 143)
+        await pilot.pause()
+    assert ("stop", "signal SIGTERM") in controller.calls
+    assert app.return_code == 143
+    controller = NullController()
+    app = AgentPerfApp(controller)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert ("stop", "ctrl+c") in controller.calls
+    assert app.return_code == 130

@@ -33,8 +33,8 @@ class SearchSettings:
 
     mode: str = "quick"
     settle_s: float = 5.0
-    min_phase_s: float = 15.0
-    max_phase_s: float = 60.0
+    min_phase_s: float = 10.0
+    max_phase_s: float = 30.0
     start_agents: int = 8
     max_agents: int = 20_000
     resolution: float = 0.02

@@ -129,6 +129,7 @@ class Session:
         self.phase_sinks: list[Callable[[dict[str, Any]], None]] = []
         self.event_sinks: list[Callable[[str], None]] = []
         self._search_task: asyncio.Task[Any] | None = None
+        self._search: Any = None
         self.search_settings: Any = None  # set to SearchSettings to run a search instead of a fixed load
 
     # -- thread-safe control ---------------------------------------------------------------------
@@ -180,6 +181,7 @@ class Session:
             self.event("search not started: " + ("already running" if self.searching else "load not running yet"))
             return
         search = AutoSearch(self, settings, self.server.gpus if self.server else 1)
+        self._search = search
         self.event(f"auto-search started ({settings.mode} mode)")
 
         async def run() -> None:
@@ -344,6 +346,9 @@ class Session:
         if self._search_task is not None and not self._search_task.done():
             self._search_task.cancel()
             await asyncio.gather(self._search_task, return_exceptions=True)
+            if self._search is not None and self.search_report is None:
+                self.search_report = {**self._search.report(), "partial": True,
+                                      "stopped": self.stop_reason or "stopped"}
         if self.loadgen is not None:
             await self.loadgen.stop()
         if self._sampler is not None:

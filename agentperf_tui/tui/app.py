@@ -8,6 +8,9 @@ panels refresh; the latest frame always wins.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -75,8 +78,10 @@ class AgentPerfApp(App[int]):
     ]
 
     def __init__(self, controller: Any, *, title: str = "agentperf-tui", fps: float = 4.0,
-                 search_available: bool = False, replay: bool = False):
+                 search_available: bool = False, replay: bool = False, handle_signals: bool = False):
         super().__init__()
+        self.handle_signals = handle_signals
+        self._signalled = False
         self.controller = controller
         self.title_text = title
         self.fps = max(0.5, fps)
@@ -109,6 +114,21 @@ class AgentPerfApp(App[int]):
         for i, panel in enumerate(PANELS):
             self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
         self.set_interval(1.0 / self.fps, self._flush_pending)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
+                loop.add_signal_handler(sig, self._on_signal, sig, code)
+
+    def _on_signal(self, sig: signal.Signals, code: int) -> None:
+        """SIGTERM/SIGHUP/SIGINT: stop load and server, exit with 128+signal; a second one forces."""
+        if self._signalled:
+            from agentperf_tui.server.supervisor import kill_all_now
+
+            kill_all_now()
+            os._exit(code)
+        self._signalled = True
+        self.controller.request_stop(f"signal {sig.name}")
+        self.exit(code, return_code=code)
 
     # -- frames -------------------------------------------------------------------------------
     def frame_sink(self, frame: Frame) -> None:
@@ -248,9 +268,15 @@ class AgentPerfApp(App[int]):
         else:
             self._stop_and_exit()
 
-    def _stop_and_exit(self) -> None:
-        self.controller.request_stop("quit by operator")
-        self.exit(0)
+    def _stop_and_exit(self, code: int = 0, reason: str = "quit by operator") -> None:
+        self.controller.request_stop(reason)
+        self.exit(code, return_code=code)
+
+    def action_quit(self) -> None:  # ctrl+q: an explicit quit, no question
+        self._stop_and_exit()
+
+    def action_help_quit(self) -> None:  # ctrl+c in the terminal: stop cleanly, exit 130
+        self._stop_and_exit(130, "ctrl+c")
 
     def get_system_commands(self, screen: Screen) -> Any:
         yield from super().get_system_commands(screen)
