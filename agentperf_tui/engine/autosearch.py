@@ -33,8 +33,9 @@ class SearchSettings:
 
     mode: str = "quick"
     settle_s: float = 5.0
-    min_phase_s: float = 10.0
-    max_phase_s: float = 30.0
+    min_phase_s: float = 8.0
+    max_phase_s: float = 20.0
+    ramp_s: float = 2.0  # new agents start staggered over this (the profile's ramp if shorter)
     start_agents: int = 8
     max_agents: int = 20_000
     resolution: float = 0.02
@@ -45,7 +46,7 @@ class SearchSettings:
     @classmethod
     def for_mode(cls, mode: str, **overrides: Any) -> SearchSettings:
         if mode == "certify":
-            base = cls(mode="certify", settle_s=30.0, min_phase_s=600.0, max_phase_s=3600.0,
+            base = cls(mode="certify", settle_s=30.0, min_phase_s=600.0, max_phase_s=3600.0, ramp_s=30.0,
                        min_trajectories=30, min_trajectories_per_agent=3)
         elif mode == "quick":
             base = cls()
@@ -97,6 +98,8 @@ class AutoSearch:
     # -- driving -------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         session = self.session
+        if session.loadgen is not None:
+            session.loadgen.ramp_s = min(session.loadgen.ramp_s, self.settings.ramp_s)
         session.record_sinks.append(self.on_record)
         session.search_view = self.view
         try:

@@ -153,7 +153,7 @@ class AgentPerfApp(App[int]):
         self.frame = frame
         self.frames_applied += 1
         with self.batch_update():
-            self.query_one("#header", Static).update(self._header_text(frame))
+            fmt.update_if_changed(self.query_one("#header", Static), self._header_text(frame))
             table = self.query_one(AgentTable)
             names = tuple(t.name for t in frame.tiers)
             table.set_rows(frame.agents, names)

@@ -48,3 +48,10 @@ def joules(value: float | None) -> str:
 def clock(seconds: float) -> str:
     s = int(max(0, seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def update_if_changed(widget, text) -> None:  # type: ignore[no-untyped-def]
+    """Static.update only when the text differs: an unchanged panel costs no re-render."""
+    if getattr(widget, "_agentperf_last", None) != text:
+        widget._agentperf_last = text
+        widget.update(text)

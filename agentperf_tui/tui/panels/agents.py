@@ -117,5 +117,8 @@ class AgentsHeader(Static):
         head = (f"{'agent':>6} {'state':<9}{'turn':^8}{'context tok':>11} {'TTFT s':>7} {'tok/s':>7} "
                 f"{'avg tok/s':>9} ") + "".join(f" T{k + 1} " for k in range(len(tier_names)))
         order = f"sort {sort_key}{' (desc)' if reverse else ''} · filter {filter_mode} · {shown}/{total} agents"
-        self.update(Text.assemble((head, ""), "\n", (f"{order}   o: sort  O: reverse  f: filter", "dim"),
-                                  no_wrap=True))
+        key = (head, order)
+        if getattr(self, "_shown", None) != key:
+            self._shown = key
+            self.update(Text.assemble((head, ""), "\n", (f"{order}   o: sort  O: reverse  f: filter", "dim"),
+                                      no_wrap=True))

@@ -25,10 +25,12 @@ class ContextPanel(Vertical):
 
     def update_frame(self, frame: Frame) -> None:
         c = frame.context
-        self.query_one("#context-text", Static).update(
+        fmt.update_if_changed(
+            self.query_one("#context-text", Static),
             f"mean {fmt.tokens(c.mean)} tok   p50 {fmt.tokens(c.p50)} tok\n"
             f"p95 {fmt.tokens(c.p95)} tok   max {fmt.tokens(c.max)} tok\n"
-            f"growth {fmt.tokens(c.growth_per_turn)} tok/turn")
+            f"growth {fmt.tokens(c.growth_per_turn)} tok/turn",
+        )
         spark = self.query_one("#context-spark", Sparkline)
         data = list(c.history_mean[-120:])
         if spark.data != data:

@@ -16,7 +16,10 @@ class PowerPanel(Static):
     def update_frame(self, frame: Frame) -> None:
         p = frame.power
         if p.total_w is None:
-            self.update(f"[dim]{p.note or 'no power readings yet'}[/dim]\nboundary: {p.boundary_text or p.boundary}")
+            fmt.update_if_changed(
+                self,
+                f"[dim]{p.note or 'no power readings yet'}[/dim]\nboundary: {p.boundary_text or p.boundary}",
+            )
             return
         per_gpu = p.per_gpu_w
         peak = max(per_gpu) if per_gpu else 1.0
@@ -31,4 +34,4 @@ class PowerPanel(Static):
         ]
         if p.note:
             lines.append(f"[$warning]{p.note}[/]")
-        self.update("\n".join(lines))
+        fmt.update_if_changed(self, "\n".join(lines))

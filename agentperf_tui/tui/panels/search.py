@@ -14,7 +14,7 @@ class SearchPanel(Static):
     def update_frame(self, frame: Frame) -> None:
         s = frame.search
         if not s:
-            self.update("[dim]no search running - press s to start one[/dim]")
+            fmt.update_if_changed(self, "[dim]no search running - press s to start one[/dim]")
             return
         lines = []
         for b in s["brackets"]:
@@ -29,4 +29,4 @@ class SearchPanel(Static):
             marks = " ".join(f"{t['name'][-1]}:{'✓' if t['pass'] else '✗'}" for t in p["tiers"])
             valid = "" if p["valid"] else " [$error]invalid[/]"
             lines.append(f"  {p['agents']:>5} agents {p['duration_s']:>4.0f} s  {marks}{valid}")
-        self.update("\n".join(lines))
+        fmt.update_if_changed(self, "\n".join(lines))

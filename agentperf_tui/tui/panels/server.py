@@ -25,5 +25,5 @@ class ServerPanel(Static):
         ]
         if not c.valid:
             lines.append("[$error b]CLIENT INVALID: " + "; ".join(c.invalid_reasons) + "[/]")
-        self.update("\n".join(lines))
+        fmt.update_if_changed(self, "\n".join(lines))
         self.set_class(not c.valid, "invalid")

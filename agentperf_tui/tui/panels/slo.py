@@ -51,7 +51,7 @@ class SloPanel(Vertical):
                 self.mount(Static(id=f"slo-text-{i}"))
                 self.mount(Sparkline([], id=f"slo-spark-{i}"))
         for i, tier in enumerate(frame.tiers):
-            self.query_one(f"#slo-text-{i}", Static).update(tier_text(tier))
+            fmt.update_if_changed(self.query_one(f"#slo-text-{i}", Static), tier_text(tier))
             spark = self.query_one(f"#slo-spark-{i}", Sparkline)
             history = list(tier.history[-120:])
             if spark.data != history:
