@@ -87,3 +87,14 @@ def test_phase_judge_decides_clear_cases_early_and_waits_on_close_ones():
         failing.add(0.0, math.inf)
     (v,) = failing.verdicts()
     assert v.decided and not v.passed
+
+
+def test_undecided_contradicting_verdicts_are_ignored_as_noise():
+    state = SearchState([Tier("t", 60, 5)], start=8)
+    state.record(16, [True], [True])
+    state.record(32, [False], [True])
+    notes = state.record(4, [False], [False])  # a noisy small phase
+    assert notes and "ignored as noise" in notes[0]
+    assert (state.brackets[0].passing, state.brackets[0].failing) == (16, 32)
+    state.record(4, [False], [True])  # a confident contradiction is believed
+    assert state.brackets[0].failing == 4

@@ -82,3 +82,13 @@ def test_context_stats():
     mean, p50, p95, cmax = context_stats([1000, 2000, 3000])
     assert (mean, p50, cmax) == (2000.0, 2000.0, 3000.0)
     assert p95 == pytest.approx(2900.0)
+
+
+def test_successful_request_with_undefined_speed_counts_for_ttft_only():
+    tier = Tier("t", output_tps=20.0, ttft_s=2.0)
+    timed = [rec(0, 0.5, 0.5 + 100 / 50.0, 101) for _ in range(9)]
+    one_chunk = rec(0, 0.5, 0.5, 2)  # both tokens in one chunk: speed undefined, not zero
+    (result,) = judge(timed + [one_chunk], [tier])
+    assert result.requests == 10
+    assert result.output_tps_p25 == pytest.approx(50.0)
+    assert result.passed

@@ -113,7 +113,9 @@ class AutoSearch:
                 session.event(self._describe(phase))
                 session.on_phase(phase)
                 if phase["valid"]:
-                    self.state.record(agents, [t["pass"] for t in phase["tiers"]])
+                    decided = [t["decided"] or self.settings.mode == "certify" for t in phase["tiers"]]
+                    for note in self.state.record(agents, [t["pass"] for t in phase["tiers"]], decided):
+                        session.event(f"search: {note}")
                     retries = 0
                 else:
                     retries += 1

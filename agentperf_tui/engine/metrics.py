@@ -83,13 +83,14 @@ class RunMetrics:
     def window_results(self, now: float) -> tuple[tuple[TierResult, ...], tuple[float, ...]]:
         """Tier results over the live window and each tier's compliance share."""
         self._trim(now)
-        speeds = sorted(w[1] for w in self._window)
+        speeds = sorted(w[1] for w in self._window if not math.isnan(w[1]))
         ttfts = sorted(w[2] for w in self._window)
         results = judge_sorted(speeds, ttfts, self.tiers)
         shares = []
         n = len(self._window)
         for tier in self.tiers:
-            good = sum(1 for _, s, t, _ in self._window if s >= tier.output_tps and t <= tier.ttft_s)
+            good = sum(1 for _, s, t, _ in self._window
+                       if (math.isnan(s) or s >= tier.output_tps) and t <= tier.ttft_s)
             shares.append(good / n if n else 0.0)
         return results, tuple(shares)
 
@@ -153,7 +154,7 @@ class RunMetrics:
     def judge_since(self, t_from: float, t_to: float = math.inf) -> tuple[tuple[TierResult, ...], int, int, int]:
         """Tier results over requests sent in [t_from, t_to): (results, completed, failed, tokens)."""
         idx = [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
-        speeds = sorted(self.speed[i] for i in idx)
+        speeds = sorted(self.speed[i] for i in idx if not math.isnan(self.speed[i]))
         ttfts = sorted(self.ttft[i] for i in idx)
         completed = sum(1 for i in idx if self.ok[i])
         tokens = sum(self.output_tokens_col[i] for i in idx)

@@ -48,14 +48,17 @@ class PhaseJudge:
     def __init__(self, tiers: Sequence[Tier]):
         self.tiers = tuple(tiers)
         self.n = 0
+        self.n_speed = 0  # requests with a defined speed (see slo.request_speed)
         self.speed_ok = [0] * len(self.tiers)
         self.ttft_ok = [0] * len(self.tiers)
 
     def add(self, speed_tps: float, ttft_s: float) -> None:
-        """One request (failed: speed 0, TTFT inf)."""
+        """One request (failed: speed 0, TTFT inf; undefined speed: NaN, counted for TTFT only)."""
         self.n += 1
+        has_speed = not math.isnan(speed_tps)
+        self.n_speed += has_speed
         for i, tier in enumerate(self.tiers):
-            if speed_tps >= tier.output_tps:
+            if has_speed and speed_tps >= tier.output_tps:
                 self.speed_ok[i] += 1
             if ttft_s <= tier.ttft_s:
                 self.ttft_ok[i] += 1
@@ -63,9 +66,9 @@ class PhaseJudge:
     def verdicts(self, min_requests: int = 20) -> tuple[Verdict, ...]:
         out = []
         for i in range(len(self.tiers)):
-            s_lo, s_hi = wilson_bounds(self.speed_ok[i], self.n)
+            s_lo, s_hi = wilson_bounds(self.speed_ok[i], self.n_speed)
             t_lo, t_hi = wilson_bounds(self.ttft_ok[i], self.n)
-            speed_share = self.speed_ok[i] / self.n if self.n else 0.0
+            speed_share = self.speed_ok[i] / self.n_speed if self.n_speed else 0.0
             ttft_share = self.ttft_ok[i] / self.n if self.n else 0.0
             passed = self.n > 0 and speed_share >= 0.75 and ttft_share >= 0.95
             surely_fail = s_hi < 0.75 or t_hi < 0.95
@@ -108,10 +111,23 @@ class SearchState:
         if not self.brackets:
             self.brackets = [TierBracket(t) for t in self.tiers]
 
-    def record(self, agents: int, passed: Sequence[bool]) -> None:
-        """Apply one valid phase's verdicts (monotone: pass at n => pass below n)."""
+    def record(self, agents: int, passed: Sequence[bool], decided: Sequence[bool] | None = None) -> list[str]:
+        """Apply one valid phase's verdicts (monotone: pass at n => pass below n).
+
+        A verdict that contradicts the bracket (a pass at or above a known failure, a failure at or
+        below a known pass) is applied only when it was decided at 95% confidence; an undecided
+        contradiction is noise and is ignored. Returns a note per ignored verdict.
+        """
         self.history.append((agents, tuple(passed)))
-        for bracket, ok in zip(self.brackets, passed, strict=True):
+        notes = []
+        decided = decided if decided is not None else [True] * len(passed)
+        for bracket, ok, sure in zip(self.brackets, passed, decided, strict=True):
+            contradicts = (ok and bracket.failing is not None and agents >= bracket.failing) or (
+                not ok and bracket.passing and agents <= bracket.passing)
+            if contradicts and not sure:
+                notes.append(f"{bracket.tier.name}: undecided {'pass' if ok else 'fail'} at {agents} agents "
+                             f"contradicts bracket {bracket.passing}..{bracket.failing}; ignored as noise")
+                continue
             if ok:
                 bracket.passing = max(bracket.passing, agents)
                 if bracket.failing is not None and bracket.failing <= bracket.passing:
@@ -120,6 +136,7 @@ class SearchState:
                 bracket.failing = agents if bracket.failing is None else min(bracket.failing, agents)
                 if bracket.passing >= bracket.failing:
                     bracket.passing = 0 if agents <= 1 else min(bracket.passing, agents - 1)
+        return notes
 
     @property
     def done(self) -> bool:

@@ -89,11 +89,13 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 def request_speed(record: RequestRecord) -> float:
-    """Speed a request counts with: 0 for a failed one (or one with < 2 tokens to time)."""
+    """Speed a request counts with: 0 for a failed one; NaN (left out of the speed percentile,
+    still counted for TTFT) for a successful one whose speed is undefined: fewer than 2 output
+    tokens, or all of them in one chunk."""
     if not record.ok:
         return 0.0
     tps = record.output_tps
-    return 0.0 if tps is None else tps
+    return math.nan if tps is None else tps
 
 
 def request_ttft(record: RequestRecord) -> float:
@@ -105,22 +107,24 @@ def request_ttft(record: RequestRecord) -> float:
 def judge(records: Iterable[RequestRecord], tiers: Sequence[Tier]) -> tuple[TierResult, ...]:
     """Every tier judged over the same requests."""
     rows = list(records)
-    speeds = sorted(request_speed(r) for r in rows)
+    speeds = sorted(s for s in (request_speed(r) for r in rows) if not math.isnan(s))
     ttfts = sorted(request_ttft(r) for r in rows)
     return judge_sorted(speeds, ttfts, tiers)
 
 
 def judge_sorted(speeds: Sequence[float], ttfts: Sequence[float], tiers: Sequence[Tier]) -> tuple[TierResult, ...]:
-    """``judge`` on pre-sorted per-request speeds and TTFTs (failed: 0 and inf)."""
-    n = len(speeds)
+    """``judge`` on pre-sorted per-request speeds (undefined ones left out) and TTFTs (failed: 0, inf)."""
+    n_speed = len(speeds)
+    n = len(ttfts)
     p25 = percentile(speeds, 25.0)
     p95 = percentile(ttfts, 95.0)
     results = []
     for tier in tiers:
-        speed_ok = n - _count_below(speeds, tier.output_tps)
+        speed_ok = n_speed - _count_below(speeds, tier.output_tps)
         ttft_ok = _count_at_most(ttfts, tier.ttft_s)
         passed = n > 0 and p25 is not None and p95 is not None and p25 >= tier.output_tps and p95 <= tier.ttft_s
-        results.append(TierResult(tier, n, p25, p95, passed, speed_ok / n if n else 0.0, ttft_ok / n if n else 0.0))
+        results.append(TierResult(tier, n, p25, p95, passed, speed_ok / n_speed if n_speed else 0.0,
+                                  ttft_ok / n if n else 0.0))
     return tuple(results)
 
 
