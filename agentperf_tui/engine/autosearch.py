@@ -176,6 +176,7 @@ class AutoSearch:
         t_end = time.monotonic()
         judge, self._judge = self._judge, None
         results, completed, failed, tokens = session.metrics.judge_since(self._phase_start, t_end)
+        finished_tokens = session.metrics.tokens_finished_between(self._phase_start, t_end)
         power1 = session.latest_power()
         avg_power = None
         energy = None
@@ -193,7 +194,7 @@ class AutoSearch:
             "ramp_s": round(self._phase_start - t_change, 2), "duration_s": round(t_end - self._phase_start, 2),
             "requests": {"completed": completed, "failed": failed}, "output_tokens": tokens,
             "avg_power_w": avg_power, "energy_j": energy,
-            "tokens_per_joule": (tokens / energy) if energy else None,
+            "tokens_per_joule": (finished_tokens / energy) if energy else None,
             "tiers": [{**r.to_dict(), "decided": v.decided if verdicts else False}
                       for r, v in zip(results, verdicts or [None] * len(results), strict=True)],
         }

@@ -151,6 +151,10 @@ class RunMetrics:
         return self._conc_area / self._conc_time if self._conc_time > 0 else 0.0
 
     # -- whole run / phase ----------------------------------------------------------------------
+    def tokens_finished_between(self, t_from: float, t_to: float) -> int:
+        """Output tokens of requests that finished in [t_from, t_to) (for tokens per joule)."""
+        return sum(self.output_tokens_col[i] for i, t in enumerate(self.t_end) if t_from <= t < t_to)
+
     def judge_since(self, t_from: float, t_to: float = math.inf) -> tuple[tuple[TierResult, ...], int, int, int]:
         """Tier results over requests sent in [t_from, t_to): (results, completed, failed, tokens)."""
         idx = [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
