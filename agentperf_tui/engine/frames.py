@@ -157,7 +157,9 @@ class Frame:
         for key in ("context", "power", "server", "client"):
             data[key] = asdict(data[key])
         data["tiers"] = [asdict(t) for t in self.tiers]
-        data["agents"] = asdict(self.agents) if include_agents else None
+        # shallow on purpose: the columns are tuples orjson writes as they are (asdict would copy
+        # every element of every column, which dominates recording cost at thousands of agents)
+        data["agents"] = {f.name: getattr(self.agents, f.name) for f in fields(self.agents)} if include_agents else None
         return data
 
     @classmethod

@@ -52,7 +52,7 @@ def new_session_dir(root: Path, profile_name: str) -> Path:
 class SessionRecorder:
     """Appends a session to ``<dir>/session.aprec``; close() writes the last chunk."""
 
-    def __init__(self, directory: Path, header: dict[str, Any]):
+    def __init__(self, directory: Path, header: dict[str, Any], clock: Any = time.monotonic):
         self.directory = directory
         self.path = directory / SESSION_FILE
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -62,7 +62,8 @@ class SessionRecorder:
         self._closed = False
         self.bytes_written = 0
         self.entries_written = 0
-        self._t0 = time.monotonic()
+        self._clock = clock
+        self._t0 = clock()
         self._thread = threading.Thread(target=self._run, name="agentperf-recorder", daemon=True)
         self._put(KIND_HEADER, {"schema_version": SCHEMA_VERSION, "tool_version": __version__,
                                 "created_unix": time.time(), "monotonic_origin": self._t0, **header})
@@ -71,13 +72,13 @@ class SessionRecorder:
     # -- sinks (any thread) ------------------------------------------------------------------
     def _put(self, kind: str, data: Any) -> None:
         if not self._closed:
-            self._queue.put((kind, time.monotonic() - self._t0, data))
+            self._queue.put((kind, self._clock() - self._t0, data))
 
     def on_frame(self, frame: Frame) -> None:
-        self._put(KIND_FRAME, frame.to_dict())
+        self._put(KIND_FRAME, frame)  # converted to a dict on the writer thread, off the engine loop
 
     def on_record(self, record: RequestRecord) -> None:
-        self._put(KIND_RECORD, record.to_row())
+        self._put(KIND_RECORD, record)
 
     def on_event(self, line: str) -> None:
         self._put(KIND_EVENT, line)
@@ -105,8 +106,14 @@ class SessionRecorder:
                 self._write(pending)
                 return
             if item:
-                pending.append(item)  # type: ignore[arg-type]
-            if time.monotonic() >= next_flush:
+                kind, t, data = item  # type: ignore[misc]
+                if isinstance(data, Frame):
+                    data = data.to_dict()
+                elif isinstance(data, RequestRecord):
+                    data = data.to_row()
+                pending.append((kind, t, data))
+            # a chunk per second of wall time, and at most one second of recorded time per chunk
+            if time.monotonic() >= next_flush or (pending and pending[-1][1] - pending[0][1] >= FLUSH_INTERVAL_S):
                 self._write(pending)
                 pending = []
                 next_flush = time.monotonic() + FLUSH_INTERVAL_S
