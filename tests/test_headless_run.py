@@ -74,7 +74,8 @@ def test_malformed_workload_exits_2_naming_line(tmp_path: Path):
     assert "w.jsonl:1" in proc.stderr and "messages" in proc.stderr
 
 
-def test_sigterm_stops_load_and_twin_and_exits_143(tmp_path: Path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_signal_stops_load_and_twin_and_exits_with_its_code(sig, code, tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "agentperf_tui", "run", "twin-h200", "--headless", "--agents", "2",
                              "--duration", "120", "--json", "--record-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -87,12 +88,12 @@ def test_sigterm_stops_load_and_twin_and_exits_143(tmp_path: Path):
                 break
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "the twin should be running"
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143
+    assert proc.returncode == code
     assert orjson.loads(out.strip().splitlines()[-1])["type"] == "summary"
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive

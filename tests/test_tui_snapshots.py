@@ -35,3 +35,26 @@ def test_help_screen_snapshot(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)
+
+
+class _ReplayStub:
+    """What the dashboard reads from a ReplayPlayer (position, speed, duration)."""
+
+    load_running = False
+    speed = 2.0
+    duration_s = 3600.0
+    position_s = 1800.0
+    paused = False
+
+    def request_stop(self, reason: str = "") -> None:
+        pass
+
+
+def test_replay_dashboard_snapshot(snap_compare):
+    app = AgentPerfApp(_ReplayStub(), title="agentperf-tui replay - twin-h200", replay=True)
+
+    async def run_before(pilot):
+        app.apply_frame(make_frame(12))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)
