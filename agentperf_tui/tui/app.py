@@ -67,11 +67,11 @@ class AgentPerfApp(App[int]):
         *[Binding(str(i + 1), f"maximize({i})", f"panel {i + 1}", id=f"panel.{i + 1}", show=False)
           for i in range(len(PANELS))],
         Binding("escape", "restore", "restore", id="panel.restore", show=False),
-        Binding("less_than_sign", "speed(-1)", "slower", id="replay.slower", show=False),
-        Binding("greater_than_sign", "speed(1)", "faster", id="replay.faster", show=False),
-        Binding("left", "seek(-10)", "-10 s", id="replay.back", show=False),
-        Binding("right", "seek(10)", "+10 s", id="replay.forward", show=False),
-        Binding("n", "phase(1)", "next phase", id="replay.next_phase", show=False),
+        Binding("less_than_sign", "speed(-1)", "slower", id="replay.slower", key_display="<"),
+        Binding("greater_than_sign", "speed(1)", "faster", id="replay.faster", key_display=">"),
+        Binding("left", "seek(-10)", "-10 s", id="replay.back"),
+        Binding("right", "seek(10)", "+10 s", id="replay.forward"),
+        Binding("n", "phase(1)", "next phase", id="replay.next_phase"),
         Binding("N", "phase(-1)", "previous phase", id="replay.prev_phase", show=False),
         Binding("question_mark", "help", "help", id="app.help", key_display="?"),
         Binding("q", "quit_app", "quit", id="app.quit"),
@@ -188,6 +188,17 @@ class AgentPerfApp(App[int]):
         return "  |  ".join(parts)
 
     # -- actions ------------------------------------------------------------------------------
+    LIVE_ONLY = frozenset({"agents", "scale", "search"})
+    REPLAY_ONLY = frozenset({"speed", "seek", "phase"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide live-only keys in replay and replay-only keys live (footer and palette follow)."""
+        if action in self.LIVE_ONLY and self.replay:
+            return False
+        if action in self.REPLAY_ONLY and not self.replay:
+            return False
+        return True
+
     def action_agents(self, delta: int) -> None:
         if self.replay:
             return
