@@ -186,6 +186,8 @@ class AutoSearch:
             avg_power = average_power_w(power0, power1)
             if power0.total_energy_j is not None and power1.total_energy_j is not None:
                 energy = power1.total_energy_j - power0.total_energy_j
+        if completed + failed == 0:
+            invalid.append("no requests were sent and finished within the phase")
         if s.mode == "certify" and t_end - self._phase_start < s.min_phase_s:
             invalid.append("phase shorter than the certify minimum")
         verdicts = judge.verdicts() if judge else ()

@@ -117,8 +117,10 @@ class LoadGenerator:
             self._tasks.pop(aid, None)
 
     def refresh_started(self, now: float) -> None:
-        """Note when every agent of the current target has started (the steady state begins)."""
-        if self.all_started_at is None and self.active >= self.target:
+        """Note when the steady state begins: every agent of the target has started and every
+        retiring agent has left (their last requests no longer load the server)."""
+        if self.all_started_at is None and self.active >= self.target and \
+                not any(a.retiring for a in self.agents.values()):
             self.all_started_at = now
 
     def pause(self) -> None:
