@@ -163,3 +163,19 @@ def test_fast_block_path_counts_like_full_parsing():
     assert fast.completion_tokens == full.completion_tokens == 7
     assert fast.finish_reason == full.finish_reason == "length"
     assert fast.t_first == full.t_first == 1.0
+
+
+async def test_cancel_surplus_drops_retiring_agents_at_once():
+    server = await start_twin_server()
+    records: list[RequestRecord] = []
+    lg = LoadGenerator(small_workload(target=400), base_url=str(server.make_url("/")), model="m", ramp_s=0.0,
+                       on_record=records.append)
+    try:
+        lg.set_target(4)
+        await asyncio.sleep(0.5)  # every agent is mid-request (400 tokens take seconds)
+        lg.set_target(1, cancel_surplus=True)
+        await asyncio.sleep(0.1)
+        assert len(lg.agents) == 1
+    finally:
+        await lg.stop()
+        await server.close()

@@ -130,7 +130,7 @@ class AutoSearch:
     async def _run_phase(self, agents: int) -> dict[str, Any]:
         session = self.session
         s = self.settings
-        session._set_target(agents)
+        session._set_target(agents, cancel_surplus=True)
         self.current = {"agents": agents, "stage": "ramping"}
         t_change = time.monotonic()
         while not session.stop_requested:

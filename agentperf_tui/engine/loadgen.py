@@ -68,8 +68,13 @@ class LoadGenerator:
             self._session = make_session(self.api_key)
         return self._session
 
-    def set_target(self, target: int) -> None:
-        """Change the number of agents (call on the engine loop)."""
+    def set_target(self, target: int, cancel_surplus: bool = False) -> None:
+        """Change the number of agents (call on the engine loop).
+
+        Surplus agents retire after their current turn; with ``cancel_surplus`` (the search's
+        resizes) their in-flight request is abandoned at once instead (the client disconnects and
+        the server aborts it, as SGLang does), so the next phase is not loaded by the last one.
+        """
         target = max(0, int(target))
         if target == self.target:
             return
@@ -80,6 +85,8 @@ class LoadGenerator:
         if target < len(live):
             for aid in live[target:]:
                 self.agents[aid].retiring = True
+                if cancel_surplus and aid in self._tasks:
+                    self._tasks[aid].cancel()
         else:
             # un-retire the newest retiring agents first, then start new ones
             retiring = sorted((aid for aid, a in self.agents.items() if a.retiring), reverse=False)

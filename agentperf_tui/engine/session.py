@@ -207,11 +207,11 @@ class Session:
     def client_health(self) -> ClientView:
         return self._client_view(sample_cpu=False)
 
-    def _set_target(self, agents: int) -> None:
+    def _set_target(self, agents: int, cancel_surplus: bool = False) -> None:
         agents = max(0, min(100_000, int(agents)))
         self.options.agents = agents
         if self.loadgen is not None:
-            self.loadgen.set_target(agents)
+            self.loadgen.set_target(agents, cancel_surplus=cancel_surplus)
 
     def _toggle_pause(self) -> None:
         if self.loadgen is None:
