@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -178,3 +179,17 @@ def test_sigterm_stops_twin_cleanly():
     t.stop()
     assert t.proc.returncode == 0
     assert time.monotonic() - t0 < 5
+
+
+async def test_disconnected_client_request_is_aborted_and_frees_the_engine():
+    async with make_client() as client:
+        resp = await client.post("/v1/chat/completions", json=chat_body(max_tokens=20000))
+        await resp.content.readline()
+        assert (await client.post("/flush_cache")).status == 400  # running
+        resp.close()  # the client goes away
+        for _ in range(30):
+            await asyncio.sleep(0.1)
+            if (await client.post("/flush_cache")).status == 200:
+                break
+        else:
+            raise AssertionError("the abandoned request kept running")

@@ -89,6 +89,7 @@ class TwinServer:
         self.dcgm = self._dcgm_exporter()
         self.started = time.monotonic()
         self._stats_task: asyncio.Task[None] | None = None
+        self._streams: dict[TwinRequest, web.Request] = {}  # for the disconnect sweeper
         self.faults = Faults()
         self.faults.update({name: getattr(args, f"fault_{name}") for name in FAULT_FIELDS})
         self.dice = FaultDice(self.faults, args.seed)
@@ -164,11 +165,24 @@ class TwinServer:
     async def _on_startup(self, _app: web.Application) -> None:
         self.cluster.start()
         self._stats_task = asyncio.create_task(self._log_stats())
+        self._sweep_task = asyncio.create_task(self._sweep_disconnected())
 
     async def _on_cleanup(self, _app: web.Application) -> None:
         if self._stats_task:
             self._stats_task.cancel()
+        self._sweep_task.cancel()
         await self.cluster.stop()
+
+    async def _sweep_disconnected(self) -> None:
+        """Abort requests whose client went away while they queue or prefill (SGLang checks
+        ``is_disconnected`` the same way), so abandoned work does not load the simulated GPUs."""
+        while True:
+            await asyncio.sleep(0.5)
+            for req, request in list(self._streams.items()):
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    self.cluster.abort(req)
+                    req.wake()
 
     async def _log_stats(self) -> None:
         """SGLang-style periodic 'Decode batch' log lines while there is work."""
@@ -398,6 +412,7 @@ class TwinServer:
                     fault = kind
                     break
         fault_at = max(1, req.target_tokens // 2)
+        self._streams[req] = request
         try:
             await resp.prepare(request)
             await resp.write(head + b'{"role":"assistant","content":""}' + tail)
@@ -437,6 +452,7 @@ class TwinServer:
         except ConnectionError:  # the client went away (aiohttp's ClientConnectionResetError too)
             self.cluster.abort(req)
         finally:
+            self._streams.pop(req, None)
             if not req.finished:
                 self.cluster.abort(req)
         return resp
