@@ -162,7 +162,10 @@ class AutoSearch:
                 invalid.append(f"server {session.server_state}")
                 break
             if elapsed >= s.max_phase_s:
-                break
+                # few agents with long outputs finish few requests: extend (up to 4x) to get enough
+                if self._judge.n >= MIN_DECISION_REQUESTS or elapsed >= 4 * s.max_phase_s:
+                    break
+                continue
             if elapsed < s.min_phase_s:
                 continue
             if s.mode == "certify":
