@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -188,7 +189,9 @@ def _finish_recording(recorder: Any, summary: dict[str, Any] | None) -> None:
         return
     if summary is not None:
         recorder.write_summary(summary)
-        (recorder.directory / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        fd = os.open(recorder.directory / "summary.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     recorder.close()
 
 

@@ -47,6 +47,8 @@ def test_headless_run_summary_on_twin(workload, shared_traces: Path, tmp_path: P
     assert written["requests"] == summary["requests"]
     # the recording replays to the same summary
     (session,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in session.iterdir()} == {
+        "session.aprec": "0o600", "summary.json": "0o600", "twin.log": "0o600"}
     replay = run_cli("replay", str(session), "--headless", "--json")
     assert replay.returncode == 0, replay.stderr
     replayed = last_json(replay.stdout)

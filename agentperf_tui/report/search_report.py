@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only (0600), as every session file is."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(data)
+
+
 def write_report(report: dict[str, Any], directory: Path, json_path: Path | None = None) -> list[Path]:
     """Write report.json, report.md and the charts into ``directory`` (and JSON to json_path)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -73,11 +81,11 @@ def write_report(report: dict[str, Any], directory: Path, json_path: Path | None
     data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
     for path in [directory / "report.json"] + ([json_path] if json_path else []):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        _write_private(path, data)
         written.append(path)
-    (directory / "report.md").write_text(markdown(report))
+    _write_private(directory / "report.md", markdown(report).encode())
     written.append(directory / "report.md")
     for name, svg in charts(report).items():
-        (directory / name).write_text(svg)
+        _write_private(directory / name, svg.encode())
         written.append(directory / name)
     return written

@@ -199,7 +199,8 @@ class Supervisor:
         env = {**self.base_env, **command.env, "PYTHONUNBUFFERED": "1"}
         log = None
         if self.log_dir is not None:
-            log = open(self.log_dir / f"{command.name}.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            fd = os.open(self.log_dir / f"{command.name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            log = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115  (0600: logs may hold paths)
             log.write(
                 f"# {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {command.display_argv or command.argv}\n"
             )

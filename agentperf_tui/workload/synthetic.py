@@ -11,7 +11,7 @@ tool call) and the tool's result, so context grows and prefixes are reused exact
 output would no longer fit in ``max_context_tokens``.
 
 Distributions (all lognormal, clamped): output median 150, sigma ln(2000/150)/1.645 so P95 = 2000,
-in [1, 8192]; tool result median 500 tokens (sigma 1.0) in [16, 16000]; turns median 16
+in [1, 8192]; tool result median 500 tokens (sigma 1.0) in [16, 16000]; turns median 15
 (sigma 0.75) in [1, max_turns]; tool delay median 1.0 s (sigma 0.8) in [0.1, 5.0] s. The system
 prompt is 4,500 tokens and the task message 500-3,500, so the first request is ~5.2K-8.2K tokens
 with the tool schemas. With these the mean request input is ~27K tokens.
@@ -50,7 +50,7 @@ OUTPUT_MAX = 8_192
 TOOL_RESULT_MEDIAN = 500
 TOOL_RESULT_SIGMA = 1.0
 TOOL_RESULT_RANGE = (16, 16_000)
-TURNS_MEDIAN = 16.0
+TURNS_MEDIAN = 15.0
 TURNS_SIGMA = 0.75
 TOOL_DELAY_MEDIAN_S = 1.0
 TOOL_DELAY_SIGMA = 0.8
@@ -169,8 +169,10 @@ def _trajectory(rng: random.Random, index: int, system: Message, shape: _Shape) 
         delay = _lognormal(rng, shape.tool_delay_median_s, TOOL_DELAY_SIGMA, *TOOL_DELAY_RANGE_S)
         call_id = f"call_{index}_{k}"
         assistant = _assistant(rng, output, call_id)
-        turns.append(Turn(tuple(messages), output, delay, TOOLS, context, assistant))
-        result_tokens = round(_lognormal(rng, shape.tool_result_median, TOOL_RESULT_SIGMA, *TOOL_RESULT_RANGE))
+        turns.append(Turn(tuple(messages), output, delay, TOOLS, None, assistant))
+        result_tokens = round(
+            _lognormal(rng, shape.tool_result_median, TOOL_RESULT_SIGMA, *TOOL_RESULT_RANGE)
+        )
         result = {"role": "tool", "tool_call_id": call_id, "content": _content_for(result_tokens, "", rng)}
         messages += (assistant, result)
         context += estimate_message_tokens(assistant) + estimate_message_tokens(result)
@@ -192,8 +194,8 @@ def generate_synthetic(
 ) -> Workload:
     """``count`` synthetic trajectories drawn from ``seed`` (same arguments, equal Workload).
 
-    ``recorded_prompt_tokens`` of each turn is the generator's own estimate of the request's
-    input (messages and tool schemas, under agentperf_tui.tokens), not a tokenizer count.
+    Turns carry no ``recorded_prompt_tokens`` (nothing was recorded); their input is what
+    agentperf_tui.tokens estimates for the messages and tool schemas.
     """
     if count < 1:
         raise ValueError("a synthetic workload needs at least one trajectory")
@@ -216,7 +218,9 @@ def generate_synthetic(
     master = random.Random(seed)
     system = {
         "role": "system",
-        "content": _content_for(SYSTEM_PROMPT_TOKENS, "You are a coding agent working in a repository. ", master),
+        "content": _content_for(
+            SYSTEM_PROMPT_TOKENS, "You are a coding agent working in a repository. ", master
+        ),
     }
     seeds = [master.getrandbits(64) for _ in range(count)]
     trajectories = tuple(_trajectory(random.Random(s), i, system, shape) for i, s in enumerate(seeds))
