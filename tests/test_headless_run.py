@@ -73,7 +73,7 @@ def test_malformed_workload_exits_2_naming_line(tmp_path: Path):
     bad.write_text('{"conversation_id": "c", "conversation_idx": 0}\n')
     proc = run_cli("run", "twin-h200", "--headless", "--workload", str(bad), "--no-record", "--duration", "5")
     assert proc.returncode == 2
-    assert "w.jsonl:1" in proc.stderr and "messages" in proc.stderr
+    assert "w.jsonl:1" in proc.stderr and "missing key" in proc.stderr
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
