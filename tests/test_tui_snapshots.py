@@ -21,6 +21,7 @@ def test_dashboard_snapshot(snap_compare):
 
     async def run_before(pilot):
         app.apply_frame(make_frame(40, search=SEARCH))
+        app._flush_log()  # log lines reach the panel once a second; flush now for a stable picture
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)
@@ -55,6 +56,7 @@ def test_replay_dashboard_snapshot(snap_compare):
 
     async def run_before(pilot):
         app.apply_frame(make_frame(12))
+        app._flush_log()
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)

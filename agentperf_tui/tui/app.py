@@ -33,6 +33,7 @@ from agentperf_tui.tui.panels.slo import SloPanel
 
 PANELS = ("agents-panel", "slo-panel", "context-panel", "power-panel", "server-panel", "log-panel", "search-panel")
 LOG_LINES = 2000
+LOG_FLUSH_S = 1.0
 
 
 class AgentsPanel(Vertical):
@@ -92,6 +93,7 @@ class AgentPerfApp(App[int]):
         self._last_apply = 0.0
         self._pending: Frame | None = None
         self._maximized: str | None = None
+        self._log_pending: list[str] = []
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -114,6 +116,7 @@ class AgentPerfApp(App[int]):
         for i, panel in enumerate(PANELS):
             self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
         self.set_interval(1.0 / self.fps, self._flush_pending)
+        self.set_interval(LOG_FLUSH_S, self._flush_log)
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
@@ -164,8 +167,14 @@ class AgentPerfApp(App[int]):
             self.query_one(PowerPanel).update_frame(frame)
             self.query_one(ServerPanel).update_frame(frame)
             self.query_one(SearchPanel).update_frame(frame)
+            self._log_pending.extend(frame.events)
+
+    def _flush_log(self) -> None:
+        """Log lines go to the Log panel once a second: each write re-lays out the log."""
+        if self._log_pending:
+            lines, self._log_pending = self._log_pending[-LOG_LINES:], []
             log = self.query_one(LogPanel)
-            for line in frame.events:
+            for line in lines:
                 log.write(line)
 
     def _header_text(self, frame: Frame) -> str:

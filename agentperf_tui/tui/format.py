@@ -51,7 +51,10 @@ def clock(seconds: float) -> str:
 
 
 def update_if_changed(widget, text) -> None:  # type: ignore[no-untyped-def]
-    """Static.update only when the text differs: an unchanged panel costs no re-render."""
-    if getattr(widget, "_agentperf_last", None) != text:
+    """Static.update only when the text differs (an unchanged panel costs no re-render), and
+    without a layout pass when the line count is the same (the widget's size cannot change)."""
+    last = getattr(widget, "_agentperf_last", None)
+    if last != text:
         widget._agentperf_last = text
-        widget.update(text)
+        same_shape = isinstance(last, str) and isinstance(text, str) and last.count("\n") == text.count("\n")
+        widget.update(text, layout=not same_shape)

@@ -46,7 +46,9 @@ class AgentTable(ScrollView, can_focus=True):
         self.tier_names = tier_names
         self.order = order_rows(rows, self.sort_key, self.reverse, self.filter_mode)
         width = sum(w for _, w in COLUMNS) + 4 * len(tier_names) + 2
-        self.virtual_size = Size(width, len(self.order))
+        size = Size(width, len(self.order))
+        if self.virtual_size != size:  # a new size means a layout pass; same size only repaints
+            self.virtual_size = size
         if len(self._cache) > 20_000:
             self._cache.clear()
         self.refresh()
