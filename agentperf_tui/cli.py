@@ -310,8 +310,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             summary["search"] = session.search_report
     finally:
         _finish_recording(recorder, summary)
-    if summary is not None and session.search_report is not None and "search" not in summary:
-        summary["search"] = session.search_report
     report = session.search_report
     if report is None:
         print("agentperf-tui: search produced no report: " + (session.stop_reason or "unknown"), file=sys.stderr)

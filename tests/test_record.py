@@ -17,7 +17,7 @@ from agentperf_tui.record.format import CHUNK_HEADER, MAGIC, RecordingError, enc
 from agentperf_tui.record.reader import SessionReader
 from agentperf_tui.record.replay import ReplayPlayer, replay_summary
 from agentperf_tui.record.writer import SessionRecorder, new_session_dir
-from tests.tui_frames_minimal import make_frame
+from tests.tui_frames import make_frame
 
 
 def record_session(directory: Path, frames: int = 30, summary: bool = True, pause_every: int = 0) -> SessionRecorder:

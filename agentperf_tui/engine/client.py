@@ -151,8 +151,10 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
     """Apply complete SSE events that arrived together (same arrival time); True on ``[DONE]``.
 
     Plain token chunks (the vast majority) are counted with a few C-level substring counts over
-    the whole block; events carrying usage, a finish reason, an error or escapes are parsed
-    one by one. With ``keep_text`` every event is parsed.
+    the run of events before the first one carrying usage, a finish reason, an error or an
+    escape; the rest are parsed one by one. If any event of that run is not a complete JSON
+    object, the whole block is parsed so the bad event is found and reported. With
+    ``keep_text`` every event is parsed.
     """
     if not result.keep_text:
         cut = len(block)
@@ -160,15 +162,11 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
             i = block.find(marker)
             if 0 <= i < cut:
                 cut = i
-        if cut > 0:
-            split = block.rfind(b"\n\n", 0, cut)
-            well_formed = split >= 0 and block.count(b"data:", 0, split + 2) == block.count(b"}\n\n", 0, split + 2)
-            if split >= 0 and not well_formed:
-                # some event is not a complete JSON object: parse every event to find and report it
-                return any(_handle_event(result, event, now, fast=False)
-                           for event in block.split(b"\n\n") if event.strip())
-            if split >= 0:
-                plain, block = block[: split + 2], block[split + 2 :]
+        split = block.rfind(b"\n\n", 0, cut)
+        if split >= 0:
+            plain = block[: split + 2]
+            if plain.count(b"data:") == plain.count(b"}\n\n"):  # every event a complete object
+                block = block[split + 2 :]
                 tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
                           + plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
                           + plain.count(b'"tool_calls":['))
@@ -177,36 +175,11 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
                         result.t_first = now
                     result.t_last = now
                     result.counted_deltas += tokens
-        if not block:
-            return False
     return any(_handle_event(result, event, now) for event in block.split(b"\n\n") if event.strip())
 
 
-def _is_plain_token_event(event: bytes) -> bool | None:
-    """Fast path for the common chunk: True/False if it surely does/doesn't carry a token, None
-    when it needs a full JSON parse (usage, finish reason, errors, anything unusual)."""
-    if (b'"usage":{' in event or b'"finish_reason":"' in event or b'"error"' in event
-            or b"[DONE]" in event or b"\\" in event):
-        return None
-    if b'"tool_calls":[' in event:
-        return True
-    content = b'"content":"' in event and b'"content":""' not in event
-    reasoning = b'"reasoning_content":"' in event and b'"reasoning_content":""' not in event
-    return content or reasoning
-
-
-def _handle_event(result: StreamResult, event: bytes, now: float, fast: bool = True) -> bool:
-    """Apply one SSE event; True once ``[DONE]`` arrives."""
-    if fast and not result.keep_text and event.startswith(b"data: {") and event.count(b"data:") == 1 \
-            and event.rstrip().endswith(b"}"):
-        plain = _is_plain_token_event(event)
-        if plain is not None:
-            if plain:
-                if result.t_first is None:
-                    result.t_first = now
-                result.t_last = now
-                result.counted_deltas += 1
-            return False
+def _handle_event(result: StreamResult, event: bytes, now: float) -> bool:
+    """Apply one SSE event (parsed as JSON); True once ``[DONE]`` arrives."""
     for line in event.split(b"\n"):
         line = line.strip()
         if not line.startswith(b"data:"):

@@ -138,7 +138,7 @@ class Session:
         if loop is None or loop.is_closed():
             return
         try:
-            if threading.current_thread() is threading.main_thread() and _running_loop() is loop:
+            if _running_loop() is loop:  # already on the engine loop: act now
                 fn(*args)
             else:
                 loop.call_soon_threadsafe(fn, *args)

@@ -181,11 +181,11 @@ class Engine:
             self._admit()
             if self.role != "decode" and self.prefilling:
                 batch, cost = self._plan_prefill()
-                await self._sleep(loop, cost)
+                await self._sleep(cost)
                 self._finish_prefill(batch)
             elif self.running:
                 cost = self._plan_decode()
-                await self._sleep(loop, cost)
+                await self._sleep(cost)
                 self._advance_decode()
             else:
                 self._wake = loop.create_future()
@@ -195,7 +195,7 @@ class Engine:
                     self._wake = None
                 self._clock = time.monotonic()
 
-    async def _sleep(self, loop: asyncio.AbstractEventLoop, cost: StepCost) -> None:
+    async def _sleep(self, cost: StepCost) -> None:
         """Advance the simulated clock by one step and sleep until real time reaches it.
 
         When the process wakes late (CPU busy with streams) the clock is *not* reset: the next
