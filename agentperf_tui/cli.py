@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--policy", choices=("exact", "free"), default=None)
     run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
+    run.add_argument("--workers", type=int, default=None,
+                     help="agent worker processes (default: automatic from the target and loop lag; 0 = in-process)")
 
     run.add_argument("--no-record", action="store_true", help="do not record the session")
     run.add_argument("--record-dir", type=Path, default=None,
@@ -72,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-phase", type=float, default=None, help="seconds, cap on one phase")
     search.add_argument("--settle", type=float, default=None, help="seconds after a resize before counting")
     search.add_argument("--workload", default=None)
+    search.add_argument("--workers", type=int, default=None,
+                        help="agent worker processes (default: automatic; 0 = in-process)")
     search.add_argument("--no-record", action="store_true")
     search.add_argument("--record-dir", type=Path, default=None)
 
@@ -136,9 +140,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if duration is None and not headless:
         duration = 0.0  # the dashboard runs until the operator quits
     options = options_from_profile(profile, agents=args.agents, duration_s=duration, workload=args.workload,
-                                   frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp)
+                                   frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp,
+                                   workers=args.workers)
     if options.agents < 0:
         raise UsageError(f"--agents {options.agents}: must be >= 0")
+    if options.workers is not None and not 0 <= options.workers <= 31:
+        raise UsageError(f"--workers {options.workers}: must be 0 (in-process) to 31")
     if args.workload and args.workload != "synthetic" and not Path(args.workload).exists():
         raise UsageError(f"--workload {args.workload}: file not found")
     if args.workload == "synthetic":
@@ -294,7 +301,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = SearchSettings.for_mode(args.mode, start_agents=args.start, max_phase_s=args.max_phase,
                                        settle_s=args.settle)
     headless = args.headless or args.json or not sys.stdout.isatty()
-    options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents)
+    options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
+                                   workers=args.workers)
     if not headless:
         options.agents = settings.start_agents
         return _run_dashboard_search(profile, options, settings, args)

@@ -36,6 +36,8 @@ def progress_line(frame: Frame) -> str:
     if frame.power.total_w is not None:
         parts.append(f"power {frame.power.total_w / 1000:.2f} kW ({frame.power.boundary})")
     parts.append(f"server {frame.server.state}")
+    if frame.client.workers:
+        parts.append(f"{frame.client.workers} workers lag max {frame.client.worker_lag_max_ms:.0f} ms")
     if not frame.client.valid:
         parts.append("CLIENT INVALID: " + "; ".join(frame.client.invalid_reasons))
     return " | ".join(parts)

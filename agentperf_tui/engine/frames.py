@@ -122,6 +122,10 @@ class ClientView:
     rss_mib: float = 0.0
     valid: bool = True
     invalid_reasons: tuple[str, ...] = ()
+    workers: int = 0  # worker processes running agents (0 = all agents in the engine's process)
+    worker_lag_max_ms: float = 0.0  # worst loop lag over the workers, last second
+    worker_cpu_pct: float = 0.0  # sum over the workers (100 = one core)
+    worker_rss_mib: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

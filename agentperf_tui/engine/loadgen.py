@@ -26,7 +26,7 @@ class LoadGenerator:
     def __init__(self, workload: Workload, *, base_url: str, model: str, policy: str = "exact", seed: int = 1,
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
-                 salt: bool = True):
+                 salt: bool = True, run_salt: str | None = None, id_first: int = 0, id_stride: int = 1):
         if not workload.trajectories:
             raise ValueError(f"workload {workload.name!r} has no trajectories")
         self.workload = workload
@@ -39,13 +39,14 @@ class LoadGenerator:
         self.api_key = api_key
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
-        self.run_salt = uuid.uuid4().hex[:12] if salt else "nosalt"
+        self.run_salt = run_salt or (uuid.uuid4().hex[:12] if salt else "nosalt")
         self.agents: dict[int, AgentState] = {}
         self.target = 0
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._next_id = 0
+        self._next_id = id_first  # ids first, first + stride, ...: shards of one run never collide
+        self._id_stride = id_stride
         self._resume = asyncio.Event()
         self._resume.set()
         self._session: aiohttp.ClientSession | None = None
@@ -62,6 +63,11 @@ class LoadGenerator:
     @property
     def in_work(self) -> int:
         return sum(1 for a in self.agents.values() if a.in_work)
+
+    @property
+    def retiring(self) -> int:
+        """Agents told to leave whose last turn is still running."""
+        return sum(1 for a in self.agents.values() if a.retiring)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -102,7 +108,7 @@ class LoadGenerator:
 
     def _spawn(self, session: aiohttp.ClientSession, delay: float) -> None:
         aid = self._next_id
-        self._next_id += 1
+        self._next_id += self._id_stride
         state = AgentState(aid)
         self.agents[aid] = state
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,

@@ -32,10 +32,11 @@ from agentperf_tui.engine.frames import (
     ServerView,
     TierView,
 )
-from agentperf_tui.engine.loadgen import LoadGenerator
+from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.metrics import RunMetrics, context_stats
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.slo import Tier
+from agentperf_tui.engine.workers import ShardedLoad
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
 
 FrameSink = Callable[[Frame], None]
@@ -65,6 +66,7 @@ class RunOptions:
     synthetic_trajectories: int = 64
     timeouts: Timeouts = field(default_factory=Timeouts)
     recording: str = ""
+    workers: int | None = None  # agent worker processes: None = automatic, 0 = all in-process
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Session:
         self.server_starter = server_starter
         self.sinks = list(sinks or [])
         self.metrics = RunMetrics(tiers, options.window_s)
-        self.loadgen: LoadGenerator | None = None
+        self.loadgen: ShardedLoad | None = None
         self.server: ServerHandle | None = None
         self.server_state = "starting"
         self.stop_reason = ""
@@ -116,8 +118,7 @@ class Session:
         self._power_tokens0 = 0
         self._server_metrics: ServerMetrics | None = None
         self._host: HostSample | None = None
-        self._lag_ms = 0.0
-        self._lag_max_ms = 0.0
+        self._lag = LoopLagMeter()
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent(None)
         self._last_cpu = 0.0
@@ -277,7 +278,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._t0 = time.monotonic()
-        lag_task = asyncio.create_task(self._watch_loop_lag())
+        lag_task = asyncio.create_task(self._lag.run())
         frame_task: asyncio.Task[None] | None = None
         try:
             workload = self.workload_loader()
@@ -292,10 +293,11 @@ class Session:
             self.server_state = "ready"
             self.event(f"server ready at {self.server.base_url} ({self.server.version or 'version unknown'})")
             await self._start_telemetry()
-            self.loadgen = LoadGenerator(
+            self.loadgen = ShardedLoad(
                 workload, base_url=self.server.base_url, model=self.server.model, policy=self.options.policy,
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
-                api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt)
+                api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt,
+                workers=self.options.workers)
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
                 self.loadgen.set_target(self.search_settings.start_agents)
@@ -360,18 +362,6 @@ class Session:
             if not self.server_state.startswith("exited"):
                 self.server_state = "stopped"
 
-    async def _watch_loop_lag(self) -> None:
-        interval = 0.1
-        window: deque[float] = deque(maxlen=10)
-        loop = asyncio.get_running_loop()
-        while True:
-            t = loop.time()
-            await asyncio.sleep(interval)
-            lag = max(0.0, (loop.time() - t - interval) * 1000.0)
-            window.append(lag)
-            self._lag_ms = sum(window) / len(window)
-            self._lag_max_ms = max(window)
-
     async def _frame_clock(self) -> None:
         period = 1.0 / max(0.1, self.options.frame_hz)
         loop = asyncio.get_running_loop()
@@ -398,6 +388,8 @@ class Session:
         now = time.monotonic()
         self._seq += 1
         lg = self.loadgen
+        if lg is not None:
+            lg.check_scaling(now, self._lag.mean_ms)
         agents = list(lg.agents.values()) if lg else []
         steady_at = self.steady_since()
         steady = steady_at is not None
@@ -501,12 +493,15 @@ class Session:
 
     def _client_view(self, sample_cpu: bool = True) -> ClientView:
         reasons = []
-        if self._lag_max_ms > LOOP_LAG_INVALID_MS:
-            reasons.append(f"client loop lag {self._lag_max_ms:.0f} ms > {LOOP_LAG_INVALID_MS:.0f} ms")
+        if self._lag.max_ms > LOOP_LAG_INVALID_MS:
+            reasons.append(f"client loop lag {self._lag.max_ms:.0f} ms > {LOOP_LAG_INVALID_MS:.0f} ms")
         dispatch_p99 = self.metrics.dispatch_p99_ms()
         if dispatch_p99 > DISPATCH_P99_INVALID_MS:
             reasons.append(f"dispatch delay p99 {dispatch_p99:.0f} ms > {DISPATCH_P99_INVALID_MS:.0f} ms")
         lg = self.loadgen
+        workers = lg.worker_health() if lg is not None else []
+        if lg is not None:
+            reasons.extend(lg.worker_problems(time.monotonic(), LOOP_LAG_INVALID_MS))
         if lg is not None and lg.all_started_at is not None and lg.target > 0 and not lg.paused:
             held = self.metrics.recent_concurrency / lg.target
             if held < CONCURRENCY_HELD_MIN and time.monotonic() - lg.all_started_at > 5.0:
@@ -517,8 +512,11 @@ class Session:
             rss = self._proc.memory_info().rss / 2**20
         except psutil.Error:
             cpu, rss = 0.0, 0.0
-        return ClientView(loop_lag_ms=self._lag_ms, loop_lag_max_ms=self._lag_max_ms, cpu_pct=cpu, rss_mib=rss,
-                          valid=not reasons, invalid_reasons=tuple(reasons))
+        return ClientView(loop_lag_ms=self._lag.mean_ms, loop_lag_max_ms=self._lag.max_ms, cpu_pct=cpu, rss_mib=rss,
+                          valid=not reasons, invalid_reasons=tuple(reasons), workers=len(workers),
+                          worker_lag_max_ms=max((w.loop_lag_max_ms for w in workers), default=0.0),
+                          worker_cpu_pct=sum(w.cpu_pct for w in workers),
+                          worker_rss_mib=sum(w.rss_mib for w in workers))
 
     # -- summary -------------------------------------------------------------------------------
     def _finish(self) -> dict[str, Any]:
@@ -553,8 +551,14 @@ class Session:
             "power": {"boundary": power.boundary, "avg_power_w": power.avg_power_w, "energy_j": power.energy_j,
                       "tokens_per_joule": power.tokens_per_joule, "source": power.source, "note": power.note},
             "failure_causes": dict(self.metrics.failure_causes),
-            "client": {"valid": self._client_view().valid, "loop_lag_max_ms": round(self._lag_max_ms, 1)},
+            "client": self._client_summary(),
         }
+
+    def _client_summary(self) -> dict[str, Any]:
+        view = self._client_view(sample_cpu=False)
+        return {"valid": view.valid, "invalid_reasons": list(view.invalid_reasons),
+                "loop_lag_max_ms": round(self._lag.max_ms, 1), "workers": view.workers,
+                "worker_loop_lag_max_ms": round(view.worker_lag_max_ms, 1)}
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

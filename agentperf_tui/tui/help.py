@@ -40,6 +40,8 @@ METRICS = """[b]Definitions[/b]
                       sglang:cache_hit_rate; spec accept length = tokens accepted per verify step.
   loop lag (ms)       how late the load generator's event loop wakes; > 100 ms, dispatch p99
                       > 50 ms or concurrency < 98% of target marks the window CLIENT INVALID.
+  worker processes    agents run in N worker processes once one core is not enough (--workers);
+                      each one's loop lag counts too, and one silent > 1 s or dead invalidates.
 """
 
 

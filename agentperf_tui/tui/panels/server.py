@@ -23,6 +23,9 @@ class ServerPanel(Static):
             f"client: loop lag {c.loop_lag_ms:.1f} ms (max {c.loop_lag_max_ms:.0f} ms)  CPU {c.cpu_pct:.0f} %  "
             f"RSS {c.rss_mib:.0f} MiB",
         ]
+        if c.workers:
+            lines.append(f"  {c.workers} worker processes: loop lag max {c.worker_lag_max_ms:.0f} ms  "
+                         f"CPU {c.worker_cpu_pct:.0f} %  RSS {c.worker_rss_mib:.0f} MiB")
         if not c.valid:
             lines.append("[$error b]CLIENT INVALID: " + "; ".join(c.invalid_reasons) + "[/]")
         fmt.update_if_changed(self, "\n".join(lines))

@@ -1,0 +1,145 @@
+"""The worker process: a LoadGenerator on its own loop, reporting to the main process over a socket.
+
+Started by ``workers.WorkerShard`` as ``python -m agentperf_tui.engine.worker_process FD SHARD``
+(a plain subprocess, never fork or multiprocessing's spawn, so no caller's ``__main__`` is
+re-imported). The first message on the socket is the pickled ``WorkerSpec``; then commands
+(target, pause, resume, stop) come in and, every ``TICK_S``, one orjson message goes out: the
+request records finished since the last tick, and every ``SNAPSHOT_S`` the agents and this
+process's health. The process stops by itself when the socket closes (the main process is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, fields
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+import psutil
+
+from agentperf_tui.engine.client import Timeouts
+from agentperf_tui.engine.loadgen import LoadGenerator
+from agentperf_tui.engine.looplag import LoopLagMeter
+from agentperf_tui.engine.records import RequestRecord
+from agentperf_tui.workload.model import Workload
+
+MAX_SHARDS = 32  # agent ids are k * MAX_SHARDS + shard
+TICK_S = 0.1
+SNAPSHOT_S = 0.25
+RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs to run agents (pickled once, at start)."""
+
+    workload: Workload
+    base_url: str
+    model: str
+    policy: str
+    seed: int
+    timeouts: Timeouts
+    api_key: str | None
+    run_salt: str
+
+
+def _agent_row(a: Any) -> list[Any]:
+    return [a.agent_id, a.live_state, a.trajectory_id, a.turn_index, a.turn_count, a.context_tokens,
+            a.last_ttft_s, a.last_tps, a.rolling_tps, a.failures, a.in_work, a.started, a.retiring]
+
+
+async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
+    """Run agents until told to stop or the socket closes; flush the last records; say bye."""
+    loop = asyncio.get_running_loop()
+    records: list[list[Any]] = []
+
+    def on_record(r: RequestRecord) -> None:
+        records.append([getattr(r, name) for name in RECORD_FIELDS])
+
+    lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
+                       seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key, on_record=on_record,
+                       run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS)
+    stop = asyncio.Event()
+    generation = -1
+
+    def on_command() -> None:
+        nonlocal generation
+        try:
+            while conn.poll():
+                msg = orjson.loads(conn.recv_bytes())
+                kind = msg["k"]
+                if kind == "target":
+                    lg.ramp_s = msg["ramp_s"]
+                    lg.set_target(msg["n"], cancel_surplus=msg["cancel"])
+                    generation = msg["gen"]
+                elif kind == "pause":
+                    lg.pause()
+                elif kind == "resume":
+                    lg.resume()
+                elif kind == "stop":
+                    stop.set()
+        except (EOFError, OSError):  # the main process is gone: stop by ourselves
+            stop.set()
+
+    loop.add_reader(conn.fileno(), on_command)
+    lag = LoopLagMeter()
+    lag_task = asyncio.create_task(lag.run())
+    proc = psutil.Process()
+    proc.cpu_percent(None)
+    next_snapshot = 0.0
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            msg: dict[str, Any] = {"k": "tick", "records": records}
+            if now >= next_snapshot:
+                next_snapshot = now + SNAPSHOT_S
+                lg.refresh_started(now)
+                msg.update(agents=[_agent_row(a) for a in lg.agents.values()], gen=generation,
+                           started_at=lg.all_started_at, lag_ms=lag.mean_ms, lag_max_ms=lag.max_ms,
+                           cpu_pct=proc.cpu_percent(None), rss_mib=proc.memory_info().rss / 2**20)
+            data = orjson.dumps(msg)
+            records.clear()
+            conn.send_bytes(data)
+    except OSError:  # the socket broke: the main process is gone
+        pass
+    finally:
+        loop.remove_reader(conn.fileno())
+        lag_task.cancel()
+        await lg.stop()
+        try:  # the last records, then goodbye
+            conn.send_bytes(orjson.dumps({"k": "tick", "records": records}))
+            conn.send_bytes(orjson.dumps({"k": "bye"}))
+        except OSError:
+            pass
+
+
+def main(argv: list[str]) -> int:
+    fd, shard = int(argv[0]), int(argv[1])
+    for signum in (signal.SIGINT, signal.SIGHUP):  # the terminal's signals are the main process's to act on
+        signal.signal(signum, signal.SIG_IGN)
+    conn = Connection(fd)
+    try:
+        spec = pickle.loads(conn.recv_bytes())  # from our own parent, over a private socketpair
+        asyncio.run(run_worker(conn, shard, spec))
+        return 0
+    except (EOFError, OSError):
+        return 0
+    except Exception:  # reported to the main process, which logs it
+        try:
+            conn.send_bytes(orjson.dumps({"k": "error", "text": traceback.format_exc()}))
+        except OSError:
+            pass
+        return 1
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
