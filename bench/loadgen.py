@@ -3,13 +3,15 @@
 In one run: a minimal asyncio stream server (its own process, pinned to CPU 0 where possible)
 streams OpenAI-format chunks, one token each, with 0 or 10 ms between tokens. Against it we drive
 (a) this project's load generator (LoadGenerator + agents + the streaming client, exactly the
-live code path) and (b) a bare asyncio + aiohttp + orjson reference client written below, at 200
-and 1,000 concurrent streams. For each: streamed tokens/s per client CPU-second, effective
+live code path), the same agents in a worker process (ShardedLoad, what runs at scale: records
+cross a socket to the main process, and client CPU counts both processes), and (b) a bare
+asyncio + aiohttp + orjson reference client written below, at 200 and 1,000 concurrent streams. For each: streamed tokens/s per client CPU-second, effective
 concurrency held (time-average of requests in flight / target) and dispatch delay (how late a
 request left vs when its agent was ready), p50/p99.
 
     python bench/loadgen.py --quick        # 200 and 1,000 streams, 6 s each
-Last line: ``ratio=R held=H`` (R = ours / reference tokens per core; H = worst held / target).
+Last line: ``ratio=R held=H`` (R = median over rows of ours / reference tokens per core; H = worst
+effective concurrency of ours / target).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -143,10 +146,23 @@ class Meter:
             self.delays.append(dispatch_delay_s)
 
 
-async def measure(meter: Meter, in_flight, concurrency: int, warmup_s: float, seconds: float) -> dict:  # type: ignore[no-untyped-def]
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process plus the given worker processes (user + system)."""
+    total = time.process_time()
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+async def measure(meter: Meter, in_flight, concurrency: int, warmup_s: float, seconds: float,  # type: ignore[no-untyped-def]
+                  worker_pids=lambda: []) -> dict:
     await asyncio.sleep(warmup_s)
     meter.counting = True
-    cpu0, t0 = time.process_time(), time.monotonic()
+    cpu0, t0 = cpu_seconds(worker_pids()), time.monotonic()
     area, last = 0.0, t0
     while time.monotonic() - t0 < seconds:
         await asyncio.sleep(0.05)
@@ -154,7 +170,7 @@ async def measure(meter: Meter, in_flight, concurrency: int, warmup_s: float, se
         area += in_flight() * (now - last)
         last = now
     meter.counting = False
-    cpu, elapsed = time.process_time() - cpu0, time.monotonic() - t0
+    cpu, elapsed = cpu_seconds(worker_pids()) - cpu0, time.monotonic() - t0
     d = sorted(meter.delays)
     return {"tokens_per_s": meter.tokens / elapsed, "tokens_per_cpu_s": meter.tokens / cpu if cpu else 0.0,
             "held": area / elapsed / concurrency,
@@ -215,6 +231,25 @@ async def project_client(base_url: str, concurrency: int, warmup_s: float, secon
     return result
 
 
+async def project_client_workers(base_url: str, concurrency: int, warmup_s: float, seconds: float,
+                                 workers: int) -> dict:
+    """The same agents in ``workers`` worker processes (ShardedLoad): what runs at scale. Client CPU is
+    the main process plus the workers; records cross the socket to the main process as in a live run."""
+    from agentperf_tui.engine.workers import ShardedLoad
+    from agentperf_tui.workload.model import Trajectory, Turn, Workload
+
+    turn = Turn(({"role": "user", "content": "hi"},), TOKENS_PER_REQUEST, 0.0)
+    workload = Workload("bench", (Trajectory("bench", (turn,)),))
+    meter = Meter()
+    load = ShardedLoad(workload, base_url=base_url, model="m", ramp_s=0.0, workers=workers,
+                       on_record=lambda r: meter.completed(r.output_tokens, r.dispatch_delay_s))
+    load.set_target(concurrency)
+    result = await measure(meter, lambda: load.in_work, concurrency, warmup_s + 1.5, seconds,
+                           worker_pids=lambda: [s.process.pid for s in load.shards])
+    await load.stop()
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -226,6 +261,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="6 s per cell")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--streams", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run ours with agents in N worker processes (0 = skip those rows)")
     args = parser.parse_args()
     seconds = 8.0 if args.quick else args.seconds
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
@@ -244,19 +281,22 @@ def main() -> None:
                 warmup = 3.0 if delay_ms else 1.0
                 ref = asyncio.run(reference_client(base + "/v1/chat/completions", streams, warmup, seconds))
                 ours = asyncio.run(project_client(base, streams, warmup, seconds))
-                rows.append((streams, delay_ms, ref, ours))
+                rows.append((streams, delay_ms, "in-process", ref, ours))
+                if args.workers:
+                    ours = asyncio.run(project_client_workers(base, streams, warmup, seconds, args.workers))
+                    rows.append((streams, delay_ms, f"{args.workers} worker", ref, ours))
         finally:
             server.terminate()
             server.join(5)
-    print(f"{'streams':>7} {'delay':>6} | {'ref tok/s':>10} {'ref tok/cpu-s':>13} {'ref held':>8} "
+    print(f"{'streams':>7} {'delay':>6} {'ours runs':>10} | {'ref tok/s':>10} {'ref tok/cpu-s':>13} {'ref held':>8} "
           f"{'disp p50/p99 ms':>16} | {'ours tok/s':>10} {'ours tok/cpu-s':>14} {'ours held':>9} "
           f"{'disp p50/p99 ms':>16} {'ratio':>6}")
     ratios, helds = [], []
-    for streams, delay_ms, ref, ours in rows:
+    for streams, delay_ms, where, ref, ours in rows:
         ratio = ours["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"] if ref["tokens_per_cpu_s"] else 0.0
         ratios.append(ratio)
         helds.append(ours["held"])
-        print(f"{streams:>7} {delay_ms:>4}ms | {ref['tokens_per_s']:>10,.0f} {ref['tokens_per_cpu_s']:>13,.0f} "
+        print(f"{streams:>7} {delay_ms:>4}ms {where:>10} | {ref['tokens_per_s']:>10,.0f} {ref['tokens_per_cpu_s']:>13,.0f} "
               f"{ref['held']:>8.3f} {ref['dispatch_p50_ms']:>7.2f}/{ref['dispatch_p99_ms']:<8.2f} | "
               f"{ours['tokens_per_s']:>10,.0f} {ours['tokens_per_cpu_s']:>14,.0f} {ours['held']:>9.3f} "
               f"{ours['dispatch_p50_ms']:>7.2f}/{ours['dispatch_p99_ms']:<8.2f} {ratio:>6.2f}")

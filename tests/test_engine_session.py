@@ -70,3 +70,22 @@ async def test_target_changes_through_the_session_api():
     session.request_stop()
     await asyncio.wait_for(task, 15)
     assert any("agents target 1 -> 4" in e for f in frames for e in f.events)
+
+
+def test_a_twin_that_falls_behind_real_time_makes_the_window_invalid():
+    from agentperf_tui.telemetry.samples import ServerMetrics
+
+    session, _ = make_session([])
+
+    def scrape(t: float, lag_s: float, dropped_s: float) -> list[str]:
+        session._on_sample(ServerMetrics(t_s=t, raw={"sglang:twin_step_lag_seconds": lag_s,
+                                                     "sglang:twin_dropped_seconds_total": dropped_s}))
+        return list(session._client_view(sample_cpu=False).invalid_reasons)
+
+    assert scrape(1.0, 0.01, 0.0) == []
+    assert any("twin behind real time by 0.30 s" in r for r in scrape(2.0, 0.30, 0.0))
+    dropped = scrape(3.0, 0.02, 1.5)  # caught up, but 1.5 s of simulated GPU time was lost
+    assert any("1.5 s of simulated time dropped" in r for r in dropped), dropped
+    assert scrape(4.0, 0.02, 1.5) == []  # nothing new dropped: valid again
+    session._on_sample(ServerMetrics(t_s=5.0, raw={}))  # real SGLang has no such series
+    assert list(session._client_view(sample_cpu=False).invalid_reasons) == []

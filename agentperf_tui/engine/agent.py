@@ -40,7 +40,7 @@ class AgentState:
     """Live, mutable view of one agent, read by the frame builder (same thread, same loop)."""
 
     __slots__ = ("agent_id", "state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
-                 "last_ttft_s", "last_tps", "recent_tps", "current", "retiring", "requests", "failures",
+                 "last_ttft_s", "last_tps", "recent_tps", "rolling_tps", "current", "retiring", "requests", "failures",
                  "passes", "started", "last_record", "ready_at")
 
     def __init__(self, agent_id: int):
@@ -53,6 +53,7 @@ class AgentState:
         self.last_ttft_s: float | None = None
         self.last_tps: float | None = None
         self.recent_tps: deque[float] = deque(maxlen=ROLLING_REQUESTS)
+        self.rolling_tps: float | None = None  # mean of recent_tps, kept on each record (read every frame)
         self.current: StreamResult | None = None
         self.retiring = False
         self.requests = 0
@@ -71,10 +72,6 @@ class AgentState:
         if self.retiring and self.started:
             return RETIRING
         return self.state
-
-    @property
-    def rolling_tps(self) -> float | None:
-        return sum(self.recent_tps) / len(self.recent_tps) if self.recent_tps else None
 
     @property
     def in_work(self) -> bool:
@@ -200,4 +197,5 @@ class Agent:
             s.last_tps = record.output_tps
             if record.output_tps is not None:
                 s.recent_tps.append(record.output_tps)
+                s.rolling_tps = sum(s.recent_tps) / len(s.recent_tps)
         self.on_record(record)

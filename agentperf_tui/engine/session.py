@@ -43,6 +43,7 @@ FrameSink = Callable[[Frame], None]
 LOOP_LAG_INVALID_MS = 100.0
 DISPATCH_P99_INVALID_MS = 50.0
 CONCURRENCY_HELD_MIN = 0.98
+TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin process is the bottleneck
 BOUNDARY_TEXT = {
     "gpu": "GPU boards only (sum of per-GPU energy counters) - AA-AgentPerf's boundary",
     "node": "whole node(s) from BMC/Redfish",
@@ -117,6 +118,7 @@ class Session:
         self._power_recent: deque[PowerReading] = deque(maxlen=64)
         self._power_tokens0 = 0
         self._server_metrics: ServerMetrics | None = None
+        self._twin_problem = ""
         self._host: HostSample | None = None
         self._lag = LoopLagMeter()
         self._proc = psutil.Process(os.getpid())
@@ -264,9 +266,27 @@ class Session:
                 self._power_tokens0 = self.metrics.output_tokens
             self._power_recent.append(sample)
         elif isinstance(sample, ServerMetrics):
+            self._note_twin_lag(sample)
             self._server_metrics = sample
         elif isinstance(sample, HostSample):
             self._host = sample
+
+    def _note_twin_lag(self, sample: ServerMetrics) -> None:
+        """The twin reports when its own process cannot keep pace with the GPUs it simulates; such a
+        window measures the machine running the twin, not the modeled rack (real SGLang has no such series)."""
+        lag = sample.raw.get("sglang:twin_step_lag_seconds")
+        dropped = sample.raw.get("sglang:twin_dropped_seconds_total")
+        previous = self._server_metrics
+        dropped_before = previous.raw.get("sglang:twin_dropped_seconds_total") if previous else None
+        newly_dropped = dropped - dropped_before if dropped is not None and dropped_before is not None else 0.0
+        if lag is None and dropped is None:
+            self._twin_problem = ""
+        elif (lag or 0.0) > TWIN_LAG_INVALID_S or newly_dropped > 0:
+            self._twin_problem = (f"twin behind real time by {lag or 0.0:.2f} s"
+                                  + (f", {newly_dropped:.1f} s of simulated time dropped" if newly_dropped > 0 else "")
+                                  + " (the twin process, not the modeled GPUs, is the bottleneck)")
+        else:
+            self._twin_problem = ""
 
     def _on_note(self, note: str) -> None:
         if note not in self._notes_seen:
@@ -498,6 +518,8 @@ class Session:
         dispatch_p99 = self.metrics.dispatch_p99_ms()
         if dispatch_p99 > DISPATCH_P99_INVALID_MS:
             reasons.append(f"dispatch delay p99 {dispatch_p99:.0f} ms > {DISPATCH_P99_INVALID_MS:.0f} ms")
+        if self._twin_problem:
+            reasons.append(self._twin_problem)
         lg = self.loadgen
         workers = lg.worker_health() if lg is not None else []
         if lg is not None:
