@@ -12,7 +12,7 @@ import pytest
 
 from agentperf_tui.engine import workers as workers_mod
 from agentperf_tui.engine.frames import Frame
-from agentperf_tui.engine.workers import MAX_SHARDS, ShardedLoad, plan_shards
+from agentperf_tui.engine.workers import ShardedLoad, plan_shards
 
 from .test_engine_loadgen import small_workload, start_twin_server
 from .test_engine_session import make_session
@@ -54,9 +54,8 @@ async def test_agents_in_two_workers_report_records_and_agents_and_stop_without_
     frame = frames[-1]
     assert frame.client.workers == 2 and frame.client.valid, frame.client.invalid_reasons
     assert frame.active_agents == 12 and len(frame.agents) == 12
-    ids = frame.agents.ids
-    assert len(set(ids)) == 12 and {i % MAX_SHARDS for i in ids} == {1, 2}  # 6 in each worker
-    assert sum(1 for i in ids if i % MAX_SHARDS == 1) == 6
+    assert frame.agents.ids == tuple(range(12))  # one dense range of ids over both workers
+    assert sorted(lg.shards[0].agents) == list(range(6)) and sorted(lg.shards[1].agents) == list(range(6, 12))
     assert any(p is not None for row in frame.agents.tier_pass for p in row)  # last records reached the table
     session.request_stop("test over")
     summary = await asyncio.wait_for(task, 20)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 
 import aiohttp
@@ -45,7 +46,8 @@ class LoadGenerator:
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._next_id = id_first  # ids first, first + stride, ...: shards of one run never collide
+        self._granted_ids: deque[int] = deque()  # ids handed out by whoever shards the run (grant_ids)
+        self._next_id = id_first  # else ids first, first + stride, ...: shards of one run never collide
         self._id_stride = id_stride
         self._resume = asyncio.Event()
         self._resume.set()
@@ -106,9 +108,16 @@ class LoadGenerator:
                 self._spawn(session, delay=i * stagger)
         self.on_event(f"agents target {previous} -> {target}")
 
+    def grant_ids(self, ids: list[int]) -> None:
+        """Ids for the next agents started (a sharded run hands out one dense global range)."""
+        self._granted_ids.extend(ids)
+
     def _spawn(self, session: aiohttp.ClientSession, delay: float) -> None:
-        aid = self._next_id
-        self._next_id += self._id_stride
+        if self._granted_ids:
+            aid = self._granted_ids.popleft()
+        else:
+            aid = self._next_id
+            self._next_id += self._id_stride
         state = AgentState(aid)
         self.agents[aid] = state
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,

@@ -29,7 +29,7 @@ from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.workload.model import Workload
 
-MAX_SHARDS = 32  # agent ids are k * MAX_SHARDS + shard
+MAX_SHARDS = 32  # fallback agent ids are k * MAX_SHARDS + shard (the main process grants dense ones)
 TICK_S = 0.1
 SNAPSHOT_S = 0.25
 RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
@@ -76,6 +76,7 @@ async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
                 kind = msg["k"]
                 if kind == "target":
                     lg.ramp_s = msg["ramp_s"]
+                    lg.grant_ids(msg["ids"])
                     lg.set_target(msg["n"], cancel_surplus=msg["cancel"])
                     generation = msg["gen"]
                 elif kind == "pause":

@@ -8,7 +8,7 @@ request records as compact rows every 0.1 s, agents and its own health (loop lag
 every 0.25 s. Records
 keep the worker's ``time.monotonic()`` stamps: CLOCK_MONOTONIC is one clock for every process
 of the machine, so all metrics are computed in the main process exactly as for local agents.
-Agent ids are ``k * MAX_SHARDS + shard``, so shards never collide.
+Agent ids come from one dense range the main process hands out with each target change.
 
 How many processes (``plan_shards``): ``workers=0`` keeps every agent in-process; ``workers=N``
 puts them all into N processes; ``None`` (auto) keeps loads up to ``LOCAL_MAX_AGENTS``
@@ -151,9 +151,9 @@ class WorkerShard:
         except OSError:
             self._lost()
 
-    def set_target(self, n: int, gen: int, ramp_s: float, cancel_surplus: bool) -> None:
+    def set_target(self, n: int, gen: int, ramp_s: float, cancel_surplus: bool, ids: list[int]) -> None:
         self.target = n
-        self.send({"k": "target", "n": n, "gen": gen, "ramp_s": ramp_s, "cancel": cancel_surplus})
+        self.send({"k": "target", "n": n, "gen": gen, "ramp_s": ramp_s, "cancel": cancel_surplus, "ids": ids})
 
     # -- messages -------------------------------------------------------------------------------
     def _on_readable(self) -> None:
@@ -263,6 +263,7 @@ class ShardedLoad:
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
         self._gen = 0
+        self._next_agent_id = 0
         self._escalated = 0
         self._lag_high_since: float | None = None
 
@@ -322,9 +323,18 @@ class ShardedLoad:
             if self.paused:
                 shard.send({"k": "pause"})
             self.shards.append(shard)
+        self.local.grant_ids(self._new_ids(local_n - self.local.target))
         self.local.set_target(local_n, cancel_surplus=cancel_surplus)
         for i, shard in enumerate(self.shards):
-            shard.set_target(per_worker[i] if i < len(per_worker) else 0, self._gen, self.ramp_s, cancel_surplus)
+            n = per_worker[i] if i < len(per_worker) else 0
+            shard.set_target(n, self._gen, self.ramp_s, cancel_surplus, self._new_ids(n - shard.target))
+
+    def _new_ids(self, count: int) -> list[int]:
+        """One dense range of agent ids for the whole run, whichever shard starts the agent."""
+        if count <= 0:
+            return []
+        first, self._next_agent_id = self._next_agent_id, self._next_agent_id + count
+        return list(range(first, first + count))
 
     def refresh_started(self, now: float) -> None:
         """Steady once every shard has started all agents of the current split and lost its retirees."""
