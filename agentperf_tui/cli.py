@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--policy", choices=("exact", "free"), default=None)
     run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
+    run.add_argument("--warm-start", action="store_true", default=None,
+                     help="agents join their first trajectory at a random turn (skip the short-context start)")
     run.add_argument("--workers", type=int, default=None,
                      help="agent worker processes (default: automatic from the target and loop lag; 0 = in-process)")
 
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-phase", type=float, default=None, help="seconds, cap on one phase")
     search.add_argument("--settle", type=float, default=None, help="seconds after a resize before counting")
     search.add_argument("--workload", default=None)
+    search.add_argument("--warm-start", action="store_true", default=None,
+                        help="agents join their first trajectory at a random turn, so short phases see "
+                             "steady-state contexts (quick estimates; AA's own runs start at turn 1)")
     search.add_argument("--workers", type=int, default=None,
                         help="agent worker processes (default: automatic; 0 = in-process)")
     search.add_argument("--no-record", action="store_true")
@@ -141,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration = 0.0  # the dashboard runs until the operator quits
     options = options_from_profile(profile, agents=args.agents, duration_s=duration, workload=args.workload,
                                    frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp,
-                                   workers=args.workers)
+                                   workers=args.workers, warm_start=args.warm_start)
     if options.agents < 0:
         raise UsageError(f"--agents {options.agents}: must be >= 0")
     if options.workers is not None and not 0 <= options.workers <= 31:
@@ -302,7 +307,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                                        settle_s=args.settle)
     headless = args.headless or args.json or not sys.stdout.isatty()
     options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
-                                   workers=args.workers)
+                                   workers=args.workers, warm_start=args.warm_start)
     if not headless:
         options.agents = settings.start_agents
         return _run_dashboard_search(profile, options, settings, args)

@@ -179,3 +179,31 @@ async def test_cancel_surplus_drops_retiring_agents_at_once():
     finally:
         await lg.stop()
         await server.close()
+
+
+async def test_warm_start_joins_the_first_trajectory_at_a_random_turn_then_starts_the_next_at_turn_one():
+    server = await start_twin_server()
+    records: list[RequestRecord] = []
+    workload = small_workload(turns=10, target=4, delay=0.01)
+    lg = LoadGenerator(workload, base_url=str(server.make_url("/")), model="m", ramp_s=0.0, seed=3,
+                       on_record=records.append, warm_start=True)
+    try:
+        lg.set_target(12)
+        await asyncio.sleep(2.5)
+    finally:
+        await lg.stop()
+        await server.close()
+    first_turns = {}
+    for r in records:
+        first_turns.setdefault(r.agent_id, r.turn_index)
+    assert len(first_turns) == 12
+    assert len(set(first_turns.values())) >= 4  # joined at different turns, not all at turn 1
+    late = [aid for aid, turn in first_turns.items() if turn >= 5]
+    assert late, first_turns
+    # a late joiner's first request carries that turn's whole context (nothing cached yet) ...
+    for r in records:
+        if r.agent_id in late and r.turn_index == first_turns[r.agent_id]:
+            assert r.prompt_tokens > 600 and not r.cached_tokens  # turn 1 is ~300 tokens
+    # ... and after the last turn the agent starts its next trajectory from the beginning
+    wrapped = [r for r in records if r.agent_id in late and r.turn_index == 0]
+    assert wrapped, "no late joiner finished its first trajectory"

@@ -140,9 +140,25 @@ def test_decode_speed_falls_with_batch_and_gb300_beats_h200():
     speeds = [decode_tokens_per_s(h200, b, 27_000) for b in (1, 16, 64, 256)]
     assert speeds == sorted(speeds, reverse=True)
     assert decode_tokens_per_s(gb300, 64, 27_000) > decode_tokens_per_s(h200, 64, 27_000)
-    # KV pool: 8 x 141 GB x 0.88 minus ~0.9 TB of weights, at ~5.9 KB per token
-    assert 5e6 < h200.kv_capacity_tokens(0.88) < 3e7
+    # KV pool under TP attention: every GPU holds every request's latent KV, so the pool is one GPU's
+    # 141 GB x 0.88 minus its eighth of ~0.9 TB of weights (~10.6 GB), at ~5.9 KB per token
+    assert 1.5e6 < h200.kv_capacity_tokens(0.88) < 2.1e6
     assert h200.kv_capacity_tokens(0.5) == 0
+    # DP attention spreads requests (and their KV) over the GPUs: eight times the pool
+    h200_dp = CostModel(H200, DEEPSEEK_V4_PRO, 8, spec, attention_dp=True)
+    assert abs(h200_dp.kv_capacity_tokens(0.88) - 8 * h200.kv_capacity_tokens(0.88)) <= 8  # int rounding
+
+
+def test_tp_attention_reads_all_kv_on_every_gpu_so_long_context_costs_more_than_with_dp_attention():
+    spec = SpeculativeConfig()
+    tp = CostModel(H200, DEEPSEEK_V4_PRO, 8, spec)
+    dp = CostModel(H200, DEEPSEEK_V4_PRO, 8, spec, attention_dp=True)
+    m = DEEPSEEK_V4_PRO
+    short = [c.decode_step(256, m.kv_read_bytes(8192) * 256, 0.0).duration_s for c in (tp, dp)]
+    long = [c.decode_step(256, m.kv_read_bytes(131072) * 256, 0.0).duration_s for c in (tp, dp)]
+    tp_growth, dp_growth = long[0] - short[0], long[1] - short[1]
+    assert abs(tp_growth - 8 * dp_growth) < 1e-9  # the same KV bytes over one GPU instead of eight
+    assert tp_growth > 0.02  # AIConfigurator measures +34 ms at batch 256, 8K -> 131K, TP8 on H200
 
 
 def test_speculative_accept_length_from_acceptance():
@@ -155,3 +171,27 @@ def test_gb300_disaggregated_deployment_shape():
     config = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
                               "--prefill-gpus", "32", "--prefill-tp", "4"])
     assert (config.prefill_engines, config.decode_engines, config.total_gpus) == (8, 5, 72)
+
+
+def test_slice_keeps_one_decode_engine_and_exactly_its_share_of_prefill_capacity_and_power():
+    full = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
+                            "--prefill-gpus", "32", "--prefill-tp", "4"])
+    sliced = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
+                              "--prefill-gpus", "32", "--prefill-tp", "4", "--slice", "1"])
+    assert (sliced.decode_engines, sliced.slice_of, sliced.slice_fraction) == (1, 5, 0.2)
+    assert sliced.prefill_engines == 2  # 8 prefill engines x 1/5 = 1.6, rounded up
+    assert abs(sliced.prefill_time_scale - 1.25) < 1e-9 and abs(sliced.prefill_power_share - 0.8) < 1e-9
+    # prefill capacity: engines / time scale is exactly the share of the full pool
+    assert abs(sliced.prefill_engines / sliced.prefill_time_scale - full.prefill_engines / 5) < 1e-9
+    assert (sliced.total_gpus, sliced.full_gpus) == (16, 72)
+    # reported idle power of the slice = its share of the whole rack's
+    server = TwinServer(sliced)
+    watts = sum(row["DCGM_FI_DEV_POWER_USAGE"] for row in server.dcgm.sample(time.monotonic()))
+    assert abs(watts - 0.2 * 72 * GB300.idle_power_w) < 1e-6
+    bad = ["--hardware", "gb300-nvl72", "--tp", "8", "--prefill-gpus", "32", "--slice", "6"]
+    try:
+        parse_twin_args(bad)
+    except ValueError as exc:
+        assert "--slice 6" in str(exc)
+    else:
+        raise AssertionError("a slice larger than the deployment must be refused")

@@ -98,7 +98,8 @@ class Agent:
 
     def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: aiohttp.ClientSession,
                  url: str, model: str, policy: str, run_salt: str, seed: int, timeouts: Timeouts,
-                 on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None):
+                 on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None,
+                 warm_start: bool = False):
         self.s = state
         self.trajectories = trajectories
         self.session = session
@@ -111,18 +112,24 @@ class Agent:
         self.on_record = on_record
         self.resume = resume
         self.extra_body = extra_body or {}
+        self.warm_start = warm_start
 
     async def run(self) -> None:
         s = self.s
         s.started = True
         index = self.rng.randrange(len(self.trajectories))
+        first = True
         while not s.retiring:
             trajectory = self.trajectories[index % len(self.trajectories)]
             index += 1
             s.passes += 1
-            await self._run_trajectory(trajectory, f"{self.run_salt}-a{s.agent_id}-p{s.passes}")
+            # warm start: the first trajectory is joined at a random turn, as if the agent had been
+            # working for a while (its context is that turn's; its prefix is not cached yet)
+            start = self.rng.randrange(trajectory.turn_count) if first and self.warm_start else 0
+            first = False
+            await self._run_trajectory(trajectory, f"{self.run_salt}-a{s.agent_id}-p{s.passes}", start)
 
-    async def _run_trajectory(self, trajectory: Trajectory, salt: str) -> None:
+    async def _run_trajectory(self, trajectory: Trajectory, salt: str, start_turn: int = 0) -> None:
         s = self.s
         s.trajectory_id = trajectory.trajectory_id
         s.turn_count = trajectory.turn_count
@@ -130,6 +137,8 @@ class Agent:
         previous: Turn | None = None
         s.ready_at = time.monotonic()
         for k, turn in enumerate(trajectory.turns):
+            if k < start_turn:
+                continue
             if s.retiring:
                 return
             if not self.resume.is_set():

@@ -27,7 +27,8 @@ class LoadGenerator:
     def __init__(self, workload: Workload, *, base_url: str, model: str, policy: str = "exact", seed: int = 1,
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
-                 salt: bool = True, run_salt: str | None = None, id_first: int = 0, id_stride: int = 1):
+                 salt: bool = True, run_salt: str | None = None, id_first: int = 0, id_stride: int = 1,
+                 warm_start: bool = False):
         if not workload.trajectories:
             raise ValueError(f"workload {workload.name!r} has no trajectories")
         self.workload = workload
@@ -40,6 +41,7 @@ class LoadGenerator:
         self.api_key = api_key
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
+        self.warm_start = warm_start  # each agent joins its first trajectory at a random turn
         self.run_salt = run_salt or (uuid.uuid4().hex[:12] if salt else "nosalt")
         self.agents: dict[int, AgentState] = {}
         self.target = 0
@@ -122,7 +124,7 @@ class LoadGenerator:
         self.agents[aid] = state
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,
                       policy=self.policy, run_salt=self.run_salt, seed=self.seed, timeouts=self.timeouts,
-                      on_record=self.on_record, resume=self._resume)
+                      on_record=self.on_record, resume=self._resume, warm_start=self.warm_start)
         task = asyncio.create_task(self._run(agent, delay), name=f"agent-{aid}")
         self._tasks[aid] = task
 

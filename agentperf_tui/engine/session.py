@@ -68,6 +68,7 @@ class RunOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     recording: str = ""
     workers: int | None = None  # agent worker processes: None = automatic, 0 = all in-process
+    warm_start: bool = False  # agents join their first trajectory at a random turn (steady-state contexts)
 
 
 @dataclass
@@ -317,7 +318,7 @@ class Session:
                 workload, base_url=self.server.base_url, model=self.server.model, policy=self.options.policy,
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
                 api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt,
-                workers=self.options.workers)
+                workers=self.options.workers, warm_start=self.options.warm_start)
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
                 self.loadgen.set_target(self.search_settings.start_agents)

@@ -47,6 +47,7 @@ class WorkerSpec:
     timeouts: Timeouts
     api_key: str | None
     run_salt: str
+    warm_start: bool = False
 
 
 def _agent_row(a: Any) -> list[Any]:
@@ -64,7 +65,7 @@ async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
 
     lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
                        seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key, on_record=on_record,
-                       run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS)
+                       run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS, warm_start=spec.warm_start)
     stop = asyncio.Event()
     generation = -1
 

@@ -247,15 +247,17 @@ class ShardedLoad:
     def __init__(self, workload: Workload, *, base_url: str, model: str, policy: str = "exact", seed: int = 1,
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
-                 salt: bool = True, workers: int | None = None, max_workers: int | None = None):
+                 salt: bool = True, workers: int | None = None, max_workers: int | None = None,
+                 warm_start: bool = False):
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = in-process), got {workers}")
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
         self.local = LoadGenerator(workload, base_url=base_url, model=model, policy=policy, seed=seed,
                                    ramp_s=ramp_s, timeouts=timeouts, api_key=api_key, on_record=on_record,
-                                   salt=salt, id_first=0, id_stride=MAX_SHARDS)
-        self.spec = WorkerSpec(workload, base_url, model, policy, seed, timeouts, api_key, self.local.run_salt)
+                                   salt=salt, id_first=0, id_stride=MAX_SHARDS, warm_start=warm_start)
+        self.spec = WorkerSpec(workload, base_url, model, policy, seed, timeouts, api_key, self.local.run_salt,
+                               warm_start)
         self.workers_setting = workers
         self.max_workers = max_workers or usable_cpus()
         self.shards: list[WorkerShard] = []

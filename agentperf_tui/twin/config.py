@@ -8,6 +8,7 @@ line) and reported in /server_info as ``unknown_args``. Flags that contradict th
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 
 from agentperf_tui.twin.hardware import HARDWARE, HardwareSpec
@@ -30,6 +31,20 @@ class TwinConfig:
     prefill_engines: int
     decode_engines: int
     prefill_engine_gpus: int
+    # --slice K: K of the deployment's ``slice_of`` identical decode (or mixed) engines are simulated,
+    # with prefill capacity in exact proportion: ceil(share) prefill engines whose steps take
+    # ``prefill_time_scale`` x longer and whose power is reported x ``prefill_power_share``
+    slice_of: int = 0
+    full_gpus: int = 0  # GPUs of the whole deployment (= total_gpus when not sliced)
+    prefill_time_scale: float = 1.0
+    prefill_power_share: float = 1.0
+
+    @property
+    def slice_fraction(self) -> float:
+        """Share of the deployment simulated (1.0 = all of it)."""
+        if not self.slice_of:
+            return 1.0
+        return (self.decode_engines or self.mixed_engines) / self.slice_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--prefill-gpus", type=int, default=0,
                     help="GPUs given to dedicated prefill workers (PD disaggregation); 0 = aggregated")
     tw.add_argument("--prefill-tp", type=int, default=4, help="GPUs per prefill worker")
+    tw.add_argument("--slice", type=int, default=0,
+                    help="simulate only this many of the deployment's identical decode engines, prefill "
+                         "capacity and reported power in proportion (0 = all); scale agents by the share")
     tw.add_argument("--mtp-acceptance", type=float, default=0.7,
                     help="per-token acceptance probability of drafted tokens (uncertain)")
     tw.add_argument("--tool-call-rate", type=float, default=0.5,
@@ -135,7 +153,32 @@ def parse_twin_args(argv: list[str] | None) -> TwinConfig:
     engines = decode_gpus // engine_gpus
     if engines < 1:
         raise TwinConfigError(f"--tp {args.tp} leaves no room for a decode engine on {decode_gpus} GPUs")
+    prefill_engines = args.prefill_gpus // args.prefill_tp if args.prefill_gpus else 0
+    if args.slice:
+        return _sliced(args, tuple(unknown), hw, total, engine_gpus, engines, prefill_engines)
     if args.prefill_gpus:
-        return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, 0,
-                          args.prefill_gpus // args.prefill_tp, engines, args.prefill_tp)
-    return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, engines, 0, 0, engine_gpus)
+        return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, 0, prefill_engines, engines,
+                          args.prefill_tp, full_gpus=total)
+    return TwinConfig(args, tuple(unknown), hw, total, engine_gpus, engines, 0, 0, engine_gpus, full_gpus=total)
+
+
+def _sliced(args: argparse.Namespace, unknown: tuple[str, ...], hw: HardwareSpec, total: int, engine_gpus: int,
+            engines: int, prefill_engines: int) -> TwinConfig:
+    """K of ``engines`` decode engines, and the same share of the prefill pool's capacity.
+
+    The prefill share is rarely a whole number of engines (8 prefill x 4 GPUs for 5 decode engines
+    gives 1.6 per decode engine): the slice runs ceil(share) prefill engines, each step slowed by
+    ceil(share) / share so their capacity is exactly the share, and their energy counted at
+    share / ceil(share) so the slice reports exactly its share of the deployment's power.
+    """
+    k = args.slice
+    if k < 0 or k > engines:
+        raise TwinConfigError(f"--slice {k}: the deployment has {engines} decode engines (1..{engines})")
+    if not prefill_engines:
+        return TwinConfig(args, unknown, hw, k * engine_gpus, engine_gpus, k, 0, 0, engine_gpus,
+                          slice_of=engines, full_gpus=total)
+    share = prefill_engines * k / engines
+    simulated = math.ceil(share - 1e-9)
+    return TwinConfig(args, unknown, hw, k * engine_gpus + simulated * args.prefill_tp, engine_gpus, 0, simulated,
+                      k, args.prefill_tp, slice_of=engines, full_gpus=total, prefill_time_scale=simulated / share,
+                      prefill_power_share=share / simulated)

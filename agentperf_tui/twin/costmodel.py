@@ -64,14 +64,22 @@ class SpeculativeConfig:
 class CostModel:
     """Step times and power for one engine of ``gpus`` GPUs of ``hardware`` serving ``model``."""
 
-    def __init__(self, hardware: HardwareSpec, model: ModelSpec, gpus: int, spec: SpeculativeConfig):
+    def __init__(self, hardware: HardwareSpec, model: ModelSpec, gpus: int, spec: SpeculativeConfig,
+                 attention_dp: bool = False, prefill_time_scale: float = 1.0):
         self.hardware = hardware
         self.model = model
         self.gpus = gpus
         self.spec = spec
+        # DeepSeek V4 has one shared (latent) KV head: under tensor-parallel attention every GPU
+        # stores and reads the KV of every request; with DP attention (--enable-dp-attention) each
+        # GPU holds only its own requests' KV, so the engine's KV is spread over its GPUs.
+        self.attention_dp = attention_dp
+        self.prefill_time_scale = prefill_time_scale  # > 1 only for a slice's prefill engines (twin/config.py)
+        self._kv_gpus = gpus if attention_dp else 1
         self._mem_bw = gpus * hardware.hbm_bw_tbs * 1e12 * hardware.memory_efficiency
+        self._kv_bw = self._kv_gpus * hardware.hbm_bw_tbs * 1e12 * hardware.attention_memory_efficiency
         self._decode_flops = gpus * hardware.prefill_tflops * 1e12 * hardware.compute_efficiency
-        self._prefill_flops = self._decode_flops
+        self._prefill_flops = gpus * hardware.prefill_tflops * 1e12 * hardware.prefill_efficiency
         self._always_bytes = model.always_active_params * model.dense_bytes_per_param
         self._expert_layer_bytes = model.expert_params * model.expert_bytes_per_param * model.moe_layers
         self._fixed_s = model.layers * (
@@ -81,11 +89,12 @@ class CostModel:
 
     # -- memory ------------------------------------------------------------------------------
     def kv_capacity_tokens(self, mem_fraction_static: float) -> int:
-        """Context tokens the KV pool holds: memory x fraction - weights, over KV per token."""
-        pool = self.gpus * self.hardware.hbm_gb * 1e9 * mem_fraction_static - self.model.weight_bytes
-        if pool <= 0:
+        """Context tokens the KV pool holds: per GPU, memory x fraction - its share of the weights,
+        over KV per token; summed over the GPUs only with DP attention (else every GPU holds all)."""
+        per_gpu = self.hardware.hbm_gb * 1e9 * mem_fraction_static - self.model.weight_bytes / self.gpus
+        if per_gpu <= 0:
             return 0
-        return int(pool / self.model.kv_bytes_per_token())
+        return int(self._kv_gpus * per_gpu / self.model.kv_bytes_per_token())
 
     def distinct_experts(self, tokens: int) -> float:
         """Expected distinct routed experts per layer touched by ``tokens`` tokens (top-k uniform)."""
@@ -105,7 +114,7 @@ class CostModel:
         per_req = self.spec.tokens_per_request
         tokens = batch * per_req
         weight_bytes = self._always_bytes + self.distinct_experts(tokens) * self._expert_layer_bytes
-        memory_s = (weight_bytes + kv_read_bytes) / self._mem_bw
+        memory_s = weight_bytes / self._mem_bw + kv_read_bytes / self._kv_bw
         flops = tokens * 2.0 * self.model.active_params + attn_flops * per_req
         compute_s = flops / self._decode_flops
         comm_s = self._fixed_s + self._activation_comm_s(tokens)
@@ -128,7 +137,7 @@ class CostModel:
         memory_s = weight_bytes / self._mem_bw
         compute_s = (new_tokens * 2.0 * self.model.active_params + attn_flops) / self._prefill_flops
         comm_s = self._fixed_s + self._activation_comm_s(new_tokens)
-        duration = max(memory_s, compute_s) + comm_s
+        duration = (max(memory_s, compute_s) + comm_s) * self.prefill_time_scale
         return StepCost(duration, self._activity(memory_s, compute_s, duration), memory_s, compute_s, comm_s)
 
     def kv_transfer_s(self, context_tokens: int) -> float:

@@ -27,8 +27,10 @@ class HardwareSpec:
     nvlink_gbs: float  # NVLink bandwidth per GPU, GB/s
     max_power_w: float  # board power limit per GPU
     idle_power_w: float  # (uncertain) GPU idle draw with a model loaded
-    memory_efficiency: float  # achieved / peak HBM bandwidth in decode kernels
-    compute_efficiency: float  # achieved / peak tensor FLOP/s in large GEMMs
+    memory_efficiency: float  # achieved / peak HBM bandwidth in decode kernels (weights, experts)
+    compute_efficiency: float  # achieved / peak tensor FLOP/s in large GEMMs (decode)
+    attention_memory_efficiency: float  # achieved / peak HBM bandwidth reading compressed KV in decode
+    prefill_efficiency: float  # achieved / peak FLOP/s of a whole prefill (attention, MoE, mHC)
     allreduce_latency_us: float  # (uncertain) one small all-reduce / all-to-all over NVLink
     layer_overhead_us: float  # (uncertain) fixed per-layer time of a step: kernel launches, syncs
 
@@ -64,8 +66,16 @@ H200 = HardwareSpec(
     memory_efficiency=0.75,
     # bf16 matmul 8192^3 measured ~790 of 989 TFLOP/s (REFERENCE §4b) = 0.80.
     compute_efficiency=0.80,
+    # AIConfigurator 0.12, h200_sxm / SGLang 0.5.14, DeepSeek-V4 generation attention at TP8, batch
+    # 256: 8K -> 131K context adds 33.95 ms for 35.07 GB of KV read per GPU = 0.22 of 4.8 TB/s.
+    attention_memory_efficiency=0.22,
+    # AIConfigurator 0.12, h200_sxm, static prefill 8K -> 32K new tokens at TP8: 62.0 us per token
+    # for 2 x 49 B FLOP = 0.20 of the BF16 peak (attention ~half of it); docs/twin.md.
+    prefill_efficiency=0.20,
     allreduce_latency_us=20.0,
-    layer_overhead_us=150.0,
+    # AIConfigurator's batch-1 decode step at 27K (11.2 ms = attention 5.1 + MoE 4.0 + mHC 1.7 + rest)
+    # is the floor; 113 us per layer puts the built-in batch-1 step there (was 150, uncertain).
+    layer_overhead_us=113.0,
 )
 
 GB300 = HardwareSpec(
@@ -84,8 +94,16 @@ GB300 = HardwareSpec(
     idle_power_w=180.0,
     memory_efficiency=0.75,  # same kernel family as Hopper (uncertain)
     compute_efficiency=0.70,  # (uncertain) no published matmul measurement here
+    # AIConfigurator 0.12, gb300 / SGLang 0.5.14, DP8 attention, batch 256: 8K -> 131K context adds
+    # 0.68 ms for each rank's own requests' KV = 0.80 of 8 TB/s.
+    attention_memory_efficiency=0.80,
+    # AIConfigurator 0.12, gb300, prefill worker TP4/DP4/EP4 (MegaMoE): 14.9 us per token per
+    # 4-GPU worker for 2 x 49 B FLOP = 0.33 of the 5 PFLOP/s FP8 peak.
+    prefill_efficiency=0.33,
     allreduce_latency_us=15.0,
-    layer_overhead_us=100.0,
+    # AIConfigurator's smallest DP8 decode step (8 requests, 27K: 16.4 ms = attention 6.8 + MegaMoE
+    # 7.0 + mHC 1.9) is the floor; 189 us per layer puts the built-in step there (was 100, uncertain).
+    layer_overhead_us=189.0,
 )
 
 HARDWARE: dict[str, HardwareSpec] = {"h200": H200, "gb300-nvl72": GB300}

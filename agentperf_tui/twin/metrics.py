@@ -132,9 +132,10 @@ class DcgmExporter:
     engines keep, so energy deltas over any window equal the mean power over it.
     """
 
-    def __init__(self, gpu_map: Sequence[tuple[int, str, object]], gpu_name: str, fb_total_mib: float,
+    def __init__(self, gpu_map: Sequence[tuple[int, str, object, float]], gpu_name: str, fb_total_mib: float,
                  idle_power_w: float, max_power_w: float, weight_mib_per_gpu: float):
-        self.gpu_map = gpu_map  # (gpu index, hostname, engine or None)
+        # (gpu index, hostname, engine or None, power share: < 1 only for a slice's prefill GPUs)
+        self.gpu_map = gpu_map
         self.gpu_name = gpu_name
         self.fb_total_mib = fb_total_mib
         self.idle_power_w = idle_power_w
@@ -144,7 +145,7 @@ class DcgmExporter:
         self._t0 = time.monotonic()
         self._labels = {}
         per_host: dict[str, int] = {}
-        for gpu, host, _ in gpu_map:
+        for gpu, host, _engine, _share in gpu_map:
             local = per_host.get(host, 0)
             per_host[host] = local + 1
             gid = uuid.uuid5(uuid.NAMESPACE_DNS, f"agentperf-twin-{host}-{gpu}")
@@ -157,7 +158,7 @@ class DcgmExporter:
     def sample(self, now: float) -> list[dict[str, float]]:
         """Current values per GPU, keyed by series name."""
         rows = []
-        for gpu, _host, engine in self.gpu_map:
+        for gpu, _host, engine, share in self.gpu_map:
             if engine is None:
                 joules = self.idle_power_w * (now - self._t0)
                 watts, busy_frac, used_mib = self.idle_power_w, 0.0, 600.0
@@ -165,6 +166,7 @@ class DcgmExporter:
                 joules = engine.energy_up_to(now)  # type: ignore[attr-defined]
                 busy_now = engine.utilization(now)  # type: ignore[attr-defined]
                 watts = engine.busy_power_w if busy_now else self.idle_power_w  # type: ignore[attr-defined]
+                joules, watts = joules * share, watts * share
                 last_t, last_busy = self._last_busy.get(gpu, (self._t0, 0.0))
                 busy = engine.busy_s  # type: ignore[attr-defined]
                 span = now - last_t

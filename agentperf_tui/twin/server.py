@@ -100,7 +100,8 @@ class TwinServer:
         max_running = args.max_running_requests or 4096
 
         def engine(index: int, role: str, gpus: int) -> Engine:
-            cost = CostModel(cfg.hardware, DEEPSEEK_V4_PRO, gpus, self.spec)
+            cost = CostModel(cfg.hardware, DEEPSEEK_V4_PRO, gpus, self.spec, attention_dp=args.enable_dp_attention,
+                             prefill_time_scale=cfg.prefill_time_scale if role == "prefill" else 1.0)
             capacity = cost.kv_capacity_tokens(args.mem_fraction_static)
             if capacity <= 0:
                 raise ValueError(
@@ -118,14 +119,15 @@ class TwinServer:
 
     def _dcgm_exporter(self) -> DcgmExporter:
         hw = self.config.hardware
-        gpu_map: list[tuple[int, str, object]] = []
+        gpu_map: list[tuple[int, str, object, float]] = []
         gpu = 0
         for engine in self.cluster.engines:
+            share = self.config.prefill_power_share if engine.role == "prefill" else 1.0
             for _ in range(engine.cost.gpus):
-                gpu_map.append((gpu, self._hostname(gpu), engine))
+                gpu_map.append((gpu, self._hostname(gpu), engine, share))
                 gpu += 1
         while gpu < self.config.total_gpus:  # GPUs no engine uses idle at idle power
-            gpu_map.append((gpu, self._hostname(gpu), None))
+            gpu_map.append((gpu, self._hostname(gpu), None, 1.0))
             gpu += 1
         weight_mib = DEEPSEEK_V4_PRO.weight_bytes / self.config.engine_gpus / 2**20
         return DcgmExporter(gpu_map, hw.gpu_name, hw.hbm_gb * 1e9 / 2**20, hw.idle_power_w, hw.max_power_w,
@@ -245,6 +247,11 @@ class TwinServer:
             "engines": {"mixed": cfg.mixed_engines, "prefill": cfg.prefill_engines, "decode": cfg.decode_engines,
                         "gpus_per_engine": cfg.engine_gpus, "gpus_per_prefill_engine": cfg.prefill_engine_gpus},
             "unknown_args": list(cfg.unknown_args),
+            "twin_slice": None if not cfg.slice_of else {
+                "decode_engines": cfg.decode_engines or cfg.mixed_engines, "of": cfg.slice_of,
+                "fraction": cfg.slice_fraction, "gpus_simulated": cfg.total_gpus, "full_gpus": cfg.full_gpus,
+                "prefill_engines_simulated": cfg.prefill_engines, "prefill_time_scale": cfg.prefill_time_scale,
+                "prefill_power_share": cfg.prefill_power_share},
             "max_total_num_tokens": self.cluster.kv_capacity_tokens,
             "internal_states": [{"avg_spec_accept_length": self.spec.expected_accept_length,
                                  "last_gen_throughput": self.cluster.gen_throughput()}],
