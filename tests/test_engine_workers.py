@@ -80,7 +80,7 @@ async def test_a_starved_worker_makes_the_window_invalid_and_it_recovers():
         os.kill(shard.process.pid, signal.SIGCONT)
         await wait_for(lambda: any("worker 1 loop lag" in r for r in frames[-1].client.invalid_reasons),
                        3, "the worker's own lag report after it resumes")
-        await wait_for(lambda: frames[-1].client.valid, 5, "recovery")
+        await wait_for(lambda: frames[-1].client.valid, 15, "recovery (late dispatches leave the 10 s window)")
     finally:
         session.request_stop("test over")
         await asyncio.wait_for(task, 20)

@@ -25,10 +25,12 @@ import asyncio
 import math
 import os
 import pickle
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,7 +117,7 @@ class WorkerHealth:
 class WorkerShard:
     """The handle on one worker process: its pipe, its agents as last reported, its health."""
 
-    def __init__(self, shard: int, spec: WorkerSpec, on_record: Callable[[RequestRecord], None],
+    def __init__(self, shard: int, spec_bytes: bytes, on_record: Callable[[RequestRecord], None],
                  on_event: Callable[[str], None]):
         parent_end, child_end = socket.socketpair()
         self.shard = shard
@@ -127,7 +129,13 @@ class WorkerShard:
             stderr=self._stderr, close_fds=True)
         child_end.close()
         self.conn = Connection(parent_end.detach())
-        self.conn.send_bytes(pickle.dumps(spec))
+        # every send goes through one thread, in order: the spec (tens of MB for a large workload)
+        # and commands never block the engine loop while the child starts or is slow to read
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._send_failed = False
+        self._sender = threading.Thread(target=self._send_loop, name=f"agentperf-worker-{shard}-send", daemon=True)
+        self._sender.start()
+        self._outbox.put(spec_bytes)
         self.on_record = on_record
         self.on_event = on_event
         self.agents: dict[int, RemoteAgent] = {}
@@ -144,12 +152,16 @@ class WorkerShard:
 
     # -- commands -------------------------------------------------------------------------------
     def send(self, msg: dict[str, Any]) -> None:
-        if not self.alive:
-            return
-        try:
-            self.conn.send_bytes(orjson.dumps(msg))
-        except OSError:
-            self._lost()
+        if self.alive and not self._send_failed:
+            self._outbox.put(orjson.dumps(msg))
+
+    def _send_loop(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self.conn.send_bytes(data)
+            except OSError:  # the process is gone; the reader notices the closed socket
+                self._send_failed = True
+                return
 
     def set_target(self, n: int, gen: int, ramp_s: float, cancel_surplus: bool, ids: list[int]) -> None:
         self.target = n
@@ -229,6 +241,7 @@ class WorkerShard:
         if self.alive:
             self._loop.remove_reader(self.conn.fileno())
             self.alive = False
+        self._outbox.put(None)
         for signal_it, wait_s in ((None, 0.5), (self.process.terminate, 2.0), (self.process.kill, 2.0)):
             if signal_it is not None:
                 signal_it()
@@ -237,6 +250,7 @@ class WorkerShard:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        self._sender.join(1.0)
         self.conn.close()
         self._stderr.close()
 
@@ -256,8 +270,9 @@ class ShardedLoad:
         self.local = LoadGenerator(workload, base_url=base_url, model=model, policy=policy, seed=seed,
                                    ramp_s=ramp_s, timeouts=timeouts, api_key=api_key, on_record=on_record,
                                    salt=salt, id_first=0, id_stride=MAX_SHARDS, warm_start=warm_start)
-        self.spec = WorkerSpec(workload, base_url, model, policy, seed, timeouts, api_key, self.local.run_salt,
-                               warm_start)
+        spec = WorkerSpec(workload, base_url, model, policy, seed, timeouts, api_key, self.local.run_salt, warm_start)
+        # pickled once, up front (tens of ms for a large workload), not on the loop while agents run
+        self._spec_bytes = pickle.dumps(spec) if workers != 0 else b""
         self.workers_setting = workers
         self.max_workers = max_workers or usable_cpus()
         self.shards: list[WorkerShard] = []
@@ -321,7 +336,7 @@ class ShardedLoad:
         self._gen += 1
         local_n, per_worker = plan_shards(self.target, self.workers_setting, self._escalated, self.max_workers)
         while len(self.shards) < len(per_worker):
-            shard = WorkerShard(len(self.shards) + 1, self.spec, self.on_record, self.on_event)
+            shard = WorkerShard(len(self.shards) + 1, self._spec_bytes, self.on_record, self.on_event)
             if self.paused:
                 shard.send({"k": "pause"})
             self.shards.append(shard)

@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 
+from agentperf_tui.twin.aic_table import AICBuildError, AICUnavailable
 from agentperf_tui.twin.config import TwinConfigError, parse_twin_args
 from agentperf_tui.twin.server import TwinServer
 
@@ -34,6 +35,8 @@ async def serve(argv: list[str] | None) -> int:
         server.model_name, config.hardware.name, config.total_gpus, config.mixed_engines,
         config.prefill_engines, config.decode_engines, server.cluster.kv_capacity_tokens,
     )
+    for (role, gpus), table in sorted(server.step_tables.items()):
+        log.info("step times for %s engines of %d GPUs from %s", role, gpus, table.describe())
     log.info("Uvicorn running on http://%s:%d (twin; dcgm-exporter on port %s)", args.host, args.port,
              args.dcgm_port or "off")
     log.info("The server is fired up and ready to roll!")
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="[%(asctime)s] %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
     try:
         return asyncio.run(serve(argv))
-    except TwinConfigError as exc:
+    except (TwinConfigError, AICUnavailable, AICBuildError) as exc:
         print(f"agentperf-tui twin: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

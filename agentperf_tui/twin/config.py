@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--prefill-gpus", type=int, default=0,
                     help="GPUs given to dedicated prefill workers (PD disaggregation); 0 = aggregated")
     tw.add_argument("--prefill-tp", type=int, default=4, help="GPUs per prefill worker")
+    tw.add_argument("--cost-model", choices=("builtin", "aic"), default="builtin",
+                    help="step times from the built-in roofline, or from NVIDIA AIConfigurator's measured "
+                         "kernel data (tables cached on disk; building one needs pip install -e '.[aic]')")
     tw.add_argument("--slice", type=int, default=0,
                     help="simulate only this many of the deployment's identical decode engines, prefill "
                          "capacity and reported power in proportion (0 = all); scale agents by the share")

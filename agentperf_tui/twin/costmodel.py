@@ -6,14 +6,22 @@ memory time counts the weights the step touches (dense part always, routed exper
 expected number of distinct experts its tokens select) and the compressed KV it reads, and
 compute time counts 2 FLOP per active parameter per token plus attention. Every constant lives
 in hardware.py with its source; docs/twin.md walks through the model.
+
+With a ``StepTable`` (``--cost-model aic``: AIConfigurator's measured step times, twin/aic_table.py)
+the step *durations* come from the table instead; the roofline still splits each step into
+memory and compute time, which sets the power draw.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agentperf_tui.twin.hardware import HardwareSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from agentperf_tui.twin.aic_table import StepTable
 
 # Fixed CPU-side scheduling cost per step and per request in it (uncertain; SGLang's overlap
 # scheduler hides most of it).
@@ -65,7 +73,7 @@ class CostModel:
     """Step times and power for one engine of ``gpus`` GPUs of ``hardware`` serving ``model``."""
 
     def __init__(self, hardware: HardwareSpec, model: ModelSpec, gpus: int, spec: SpeculativeConfig,
-                 attention_dp: bool = False, prefill_time_scale: float = 1.0):
+                 attention_dp: bool = False, prefill_time_scale: float = 1.0, table: StepTable | None = None):
         self.hardware = hardware
         self.model = model
         self.gpus = gpus
@@ -75,6 +83,7 @@ class CostModel:
         # GPU holds only its own requests' KV, so the engine's KV is spread over its GPUs.
         self.attention_dp = attention_dp
         self.prefill_time_scale = prefill_time_scale  # > 1 only for a slice's prefill engines (twin/config.py)
+        self.table = table  # measured step times (AIConfigurator) replacing the roofline's durations
         self._kv_gpus = gpus if attention_dp else 1
         self._mem_bw = gpus * hardware.hbm_bw_tbs * 1e12 * hardware.memory_efficiency
         self._kv_bw = self._kv_gpus * hardware.hbm_bw_tbs * 1e12 * hardware.attention_memory_efficiency
@@ -103,11 +112,13 @@ class CostModel:
         return m.routed_experts * (1.0 - miss)
 
     # -- steps -------------------------------------------------------------------------------
-    def decode_step(self, batch: int, kv_read_bytes: float, attn_flops: float) -> StepCost:
+    def decode_step(self, batch: int, kv_read_bytes: float, attn_flops: float,
+                    context_tokens: float = 0.0) -> StepCost:
         """One decode (or speculative verify) step over ``batch`` requests.
 
         ``kv_read_bytes`` and ``attn_flops`` are sums over the batch of ModelSpec.kv_read_bytes
-        and attention_flops_per_token at each request's context.
+        and attention_flops_per_token at each request's context; ``context_tokens`` the sum of the
+        contexts (read only with a table).
         """
         if batch <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -124,12 +135,16 @@ class CostModel:
             draft_s = self.spec.num_steps * (comm_s + max(memory_s, compute_s)) / self.model.layers
         busy = max(memory_s, compute_s)
         duration = busy + comm_s + draft_s + batch * PER_REQUEST_OVERHEAD_S
-        return StepCost(duration, self._activity(memory_s, compute_s, duration), memory_s, compute_s, comm_s)
+        activity = self._activity(memory_s, compute_s, duration)
+        if self.table is not None and self.table.has_decode:
+            duration = self.table.decode_s(batch, context_tokens / batch if context_tokens else 1.0)
+        return StepCost(duration, activity, memory_s, compute_s, comm_s)
 
-    def prefill_step(self, new_tokens: int, attn_flops: float) -> StepCost:
+    def prefill_step(self, new_tokens: int, attn_flops: float, cached_tokens: float = 0.0) -> StepCost:
         """One (chunked) prefill step computing ``new_tokens`` uncached prompt tokens.
 
-        ``attn_flops`` is the sum over those tokens of attention FLOPs at their positions.
+        ``attn_flops`` is the sum over those tokens of attention FLOPs at their positions;
+        ``cached_tokens`` the (token-weighted mean) prefix already in the KV (read only with a table).
         """
         if new_tokens <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -137,8 +152,11 @@ class CostModel:
         memory_s = weight_bytes / self._mem_bw
         compute_s = (new_tokens * 2.0 * self.model.active_params + attn_flops) / self._prefill_flops
         comm_s = self._fixed_s + self._activation_comm_s(new_tokens)
-        duration = (max(memory_s, compute_s) + comm_s) * self.prefill_time_scale
-        return StepCost(duration, self._activity(memory_s, compute_s, duration), memory_s, compute_s, comm_s)
+        duration = max(memory_s, compute_s) + comm_s
+        activity = self._activity(memory_s, compute_s, duration)
+        if self.table is not None and self.table.has_prefill:
+            duration = self.table.prefill_s(new_tokens, cached_tokens)
+        return StepCost(duration * self.prefill_time_scale, activity, memory_s, compute_s, comm_s)
 
     def kv_transfer_s(self, context_tokens: int) -> float:
         """Moving a request's KV from a prefill to a decode worker (disaggregation) over NVLink."""

@@ -62,10 +62,15 @@ H200 = HardwareSpec(
     max_power_w=700.0,
     idle_power_w=90.0,
     # a device-to-device copy measured ~4.3 of 4.8 TB/s on one H200 (REFERENCE §4b): 0.90 is the
-    # ceiling; decode kernels (grouped GEMM, sparse attention) reach less: 0.75 (uncertain).
-    memory_efficiency=0.75,
-    # bf16 matmul 8192^3 measured ~790 of 989 TFLOP/s (REFERENCE §4b) = 0.80.
-    compute_efficiency=0.80,
+    # ceiling. The W4A16 expert kernels reach less: AIConfigurator 0.12 (h200_sxm, HYBRID data for
+    # W4A16-MXFP4 MoE at TP8) 0.33 of peak at batch 8 rising to 0.54 at 256; 0.50 for the batches
+    # agentic tiers run at (the FP8 silicon kernels reach 0.45 -> 0.82 over the same batches).
+    memory_efficiency=0.50,
+    # A bf16 matmul 8192^3 measured ~790 of 989 TFLOP/s (REFERENCE §4b) = 0.80, but the FP4 experts
+    # run as W4A16 (dequantised in the kernel): AIConfigurator 0.12's h200_sxm decode steps (HYBRID
+    # data for the W4A16 MoE) cost 59.6 us per extra token at batch 2048 -> 4096 = 0.21 of the BF16
+    # peak for 2 x 49 B FLOP per token.
+    compute_efficiency=0.21,
     # AIConfigurator 0.12, h200_sxm / SGLang 0.5.14, DeepSeek-V4 generation attention at TP8, batch
     # 256: 8K -> 131K context adds 33.95 ms for 35.07 GB of KV read per GPU = 0.22 of 4.8 TB/s.
     attention_memory_efficiency=0.22,

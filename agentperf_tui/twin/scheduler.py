@@ -241,6 +241,7 @@ class Engine:
         budget = self.chunk
         batch: list[tuple[TwinRequest, int]] = []
         attn = 0.0
+        cached_weighted = 0.0
         model = self.cost.model
         for req in self.prefilling:
             if budget <= 0:
@@ -251,10 +252,12 @@ class Engine:
                 take = 0
             mid = req.cached_tokens + req.prefilled + take // 2
             attn += take * model.attention_flops_per_token(mid)
+            cached_weighted += take * (req.cached_tokens + req.prefilled)
             batch.append((req, take))
             budget -= take
         new_tokens = sum(take for _, take in batch)
-        return batch, self.cost.prefill_step(max(1, new_tokens), attn)
+        cached = cached_weighted / new_tokens if new_tokens else 0.0
+        return batch, self.cost.prefill_step(max(1, new_tokens), attn, cached)
 
     def _finish_prefill(self, batch: list[tuple[TwinRequest, int]]) -> None:
         now = time.monotonic()
@@ -293,6 +296,7 @@ class Engine:
         model = self.cost.model
         kv = 0.0
         attn = 0.0
+        contexts = 0
         for req in self.running:
             if req.context - req.kv_ctx >= KV_REFRESH_TOKENS:
                 req.kv_ctx = req.context
@@ -300,7 +304,8 @@ class Engine:
                 req.attn_flops = model.attention_flops_per_token(req.context)
             kv += req.kv_read
             attn += req.attn_flops
-        return self.cost.decode_step(len(self.running), kv, attn)
+            contexts += req.context
+        return self.cost.decode_step(len(self.running), kv, attn, contexts)
 
     def _advance_decode(self) -> None:
         now = time.monotonic()

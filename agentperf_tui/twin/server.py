@@ -22,7 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentperf_tui import __version__
 from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
-from agentperf_tui.twin.config import TwinConfig
+from agentperf_tui.twin import aic_table
+from agentperf_tui.twin.aic_table import StepTable
+from agentperf_tui.twin.config import TwinConfig, TwinConfigError
 from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
 from agentperf_tui.twin.faults import FAULT_FIELDS, FaultDice, Faults
 from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
@@ -84,6 +86,7 @@ class TwinServer:
             draft = args.speculative_num_draft_tokens or steps + 1
             spec = SpeculativeConfig(steps, draft, args.mtp_acceptance)
         self.spec = spec
+        self.step_tables: dict[tuple[str, int], StepTable] = {}
         self.cluster = Cluster(self._make_engines)
         self.registry = registry_with(SGLangCollector(self.cluster, self.model_name, spec.enabled))
         self.dcgm = self._dcgm_exporter()
@@ -101,10 +104,11 @@ class TwinServer:
 
         def engine(index: int, role: str, gpus: int) -> Engine:
             cost = CostModel(cfg.hardware, DEEPSEEK_V4_PRO, gpus, self.spec, attention_dp=args.enable_dp_attention,
-                             prefill_time_scale=cfg.prefill_time_scale if role == "prefill" else 1.0)
+                             prefill_time_scale=cfg.prefill_time_scale if role == "prefill" else 1.0,
+                             table=self._step_table(role, gpus))
             capacity = cost.kv_capacity_tokens(args.mem_fraction_static)
             if capacity <= 0:
-                raise ValueError(
+                raise TwinConfigError(
                     f"--mem-fraction-static {args.mem_fraction_static}: {gpus} x {cfg.hardware.hbm_gb:g} GB "
                     f"cannot hold the {DEEPSEEK_V4_PRO.weight_bytes / 1e9:.0f} GB of weights")
             return Engine(index, role, cost, capacity, max_running, args.chunked_prefill_size,
@@ -116,6 +120,20 @@ class TwinServer:
             return prefill, decode
         mixed = [engine(i, "mixed", cfg.engine_gpus) for i in range(cfg.mixed_engines)]
         return mixed, mixed
+
+    def _step_table(self, role: str, gpus: int) -> StepTable | None:
+        """``--cost-model aic``: AIConfigurator's step times for this engine shape (cached on disk)."""
+        args = self.config.args
+        if args.cost_model != "aic":
+            return None
+        key = (role, gpus)
+        if key not in self.step_tables:
+            ep = gpus if args.ep > 1 else 1  # the recipes' workers are TPn/EPn (or TP only)
+            self.step_tables[key] = aic_table.load_or_build(
+                self.config.hardware.name, tp=gpus, dp_attention=args.enable_dp_attention, ep=ep,
+                nextn=self.spec.num_steps if (self.spec.enabled and role != "prefill") else 0,
+                role={"mixed": "both"}.get(role, role))
+        return self.step_tables[key]
 
     def _dcgm_exporter(self) -> DcgmExporter:
         hw = self.config.hardware
