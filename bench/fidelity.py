@@ -8,6 +8,7 @@ Last line: ``worst_ratio=R``, the ratio farthest from 1 (by |log R|).
     python bench/fidelity.py                 # twin-h200 and the GB300 slice (twin-gb300-nvl72-slice)
     python bench/fidelity.py --machines h200
     python bench/fidelity.py --check-slice   # the slice vs the full rack at a load both can run
+    python bench/fidelity.py --cost-model aic   # the twin on AIConfigurator's step tables ([aic])
 
 The GB300 rack (~4,000 agents at tier 1) is too heavy for a 2-core machine (docs/performance.md),
 so it is searched as a slice (docs/twin.md, "Slice mode"): the twin simulates 1 of the 5 decode
@@ -42,6 +43,23 @@ AA_TIER1 = {  # machine -> (agents/GPU, agents/MW), AA-AgentPerf DeepSeek V4 Pro
 PROFILES = {"h200": "twin-h200", "gb300": "twin-gb300-nvl72-slice"}
 
 
+def with_cost_model(profile_name: str, cost_model: str, out: Path) -> str:
+    """The profile as it is, or a copy in ``out`` whose twin gets ``--cost-model`` (argv stays a list)."""
+    if cost_model == "builtin":
+        return profile_name
+    from agentperf_tui.profile import load_profile
+
+    source = Path(load_profile(profile_name).path)
+    text = source.read_text()
+    anchor = '"-m", "agentperf_tui.twin",'
+    if anchor not in text:
+        raise SystemExit(f"{source}: no '{anchor}' in its twin argv")
+    copy = out / f"{profile_name}-{cost_model}.toml"
+    copy.write_text(text.replace(anchor, f'{anchor} "--cost-model", "{cost_model}",', 1)
+                    .replace(f'name = "{profile_name}"', f'name = "{profile_name}-{cost_model}"', 1))
+    return str(copy)
+
+
 def twin_shape(profile_name: str) -> tuple[float, int]:
     """(fraction of the deployment simulated, GPUs of the whole deployment) from the profile's twin flags."""
     from agentperf_tui.profile import load_profile
@@ -58,24 +76,24 @@ def twin_shape(profile_name: str) -> tuple[float, int]:
 
 
 def run_search(profile: str, out: Path, timeout_s: float, extra: list[str]) -> dict:
-    report = out / f"{profile}.json"
+    report = out / f"{Path(profile).stem}.json"
     argv = [sys.executable, "-m", "agentperf_tui", "search", profile, "--headless", "--mode", "quick",
             "--no-record", "--report", str(report), *extra]
     t0 = time.monotonic()
-    with open(out / f"{profile}.log", "wb") as log:
+    with open(out / f"{Path(profile).stem}.log", "wb") as log:
         proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, cwd=ROOT)
     if proc.returncode != 0 or not report.exists():
-        raise SystemExit(f"search on {profile} failed (exit {proc.returncode}); see {out / (profile + '.log')}")
+        raise SystemExit(f"search on {profile} failed (exit {proc.returncode}); see {out / (Path(profile).stem + '.log')}")
     data = orjson.loads(report.read_bytes())
     print(f"# {profile}: {data['phases_run']} phases in {(time.monotonic() - t0) / 60:.1f} min", file=sys.stderr)
     return data
 
 
-def fidelity(machines: list[str], out: Path, timeout_s: float, extra: list[str]) -> None:
+def fidelity(machines: list[str], out: Path, timeout_s: float, extra: list[str], cost_model: str) -> None:
     rows: list[tuple[str, str, float | None, float | None]] = []  # machine, metric, ours, AA
     predictions: list[str] = []
     for machine in machines:
-        profile = PROFILES[machine]
+        profile = with_cost_model(PROFILES[machine], cost_model, out)
         fraction, full_gpus = twin_shape(profile)
         report = run_search(profile, out, timeout_s, extra)
         for i, tier in enumerate(report["tiers"]):
@@ -141,6 +159,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per search")
     parser.add_argument("--out", type=Path, default=None, help="folder for reports and logs (default: temp)")
     parser.add_argument("--check-slice", action="store_true", help="compare the slice with the full rack instead")
+    parser.add_argument("--cost-model", choices=("builtin", "aic"), default="builtin",
+                        help="the twin's step times: built-in roofline or AIConfigurator tables")
     parser.add_argument("--agents", type=int, default=500, help="--check-slice: agents on the full rack")
     parser.add_argument("--seconds", type=float, default=120.0, help="--check-slice: seconds per run")
     parser.add_argument("search_args", nargs=argparse.REMAINDER, help="after --: extra `search` arguments")
@@ -156,7 +176,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--machines: unknown {unknown}; known: {sorted(PROFILES)}")
     extra = [a for a in args.search_args if a != "--"]
-    fidelity(machines, out, args.timeout, extra)
+    fidelity(machines, out, args.timeout, extra, args.cost_model)
 
 
 if __name__ == "__main__":
