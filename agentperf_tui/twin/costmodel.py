@@ -125,15 +125,21 @@ class CostModel:
         per_req = self.spec.tokens_per_request
         tokens = batch * per_req
         weight_bytes = self._always_bytes + self.distinct_experts(tokens) * self._expert_layer_bytes
-        memory_s = weight_bytes / self._mem_bw + kv_read_bytes / self._kv_bw
-        flops = tokens * 2.0 * self.model.active_params + attn_flops * per_req
-        compute_s = flops / self._decode_flops
+        # attention and the GEMMs/MoE are separate kernels, one after the other in every layer: each
+        # is bound by its own memory or compute time, and the step is their sum (as AIConfigurator
+        # sums its ops), not one roofline over the whole step
+        kv_s = kv_read_bytes / self._kv_bw
+        attention_s = max(kv_s, attn_flops * per_req / self._decode_flops)
+        weights_s = weight_bytes / self._mem_bw
+        gemm_s = max(weights_s, tokens * 2.0 * self.model.active_params / self._decode_flops)
+        memory_s = weights_s + kv_s
+        compute_s = (tokens * 2.0 * self.model.active_params + attn_flops * per_req) / self._decode_flops
         comm_s = self._fixed_s + self._activation_comm_s(tokens)
         draft_s = 0.0
         if self.spec.enabled:
             # one MTP layer per drafted step: ~1/layers of the main step's fixed cost and reads
-            draft_s = self.spec.num_steps * (comm_s + max(memory_s, compute_s)) / self.model.layers
-        busy = max(memory_s, compute_s)
+            draft_s = self.spec.num_steps * (comm_s + gemm_s + attention_s) / self.model.layers
+        busy = gemm_s + attention_s
         duration = busy + comm_s + draft_s + batch * PER_REQUEST_OVERHEAD_S
         activity = self._activity(memory_s, compute_s, duration)
         if self.table is not None and self.table.has_decode:
