@@ -9,6 +9,7 @@ Last line: ``worst_ratio=R``, the ratio farthest from 1 (by |log R|).
     python bench/fidelity.py --machines h200
     python bench/fidelity.py --check-slice   # the slice vs the full rack at a load both can run
     python bench/fidelity.py --cost-model aic   # the twin on AIConfigurator's step tables ([aic])
+    python bench/fidelity.py --machines h200 --twin-flag=--disable-radix-cache   # a sensitivity run
 
 The GB300 rack (~4,000 agents at tier 1) is too heavy for a 2-core machine (docs/performance.md),
 so it is searched as a slice (docs/twin.md, "Slice mode"): the twin simulates 1 of the 5 decode
@@ -43,9 +44,9 @@ AA_TIER1 = {  # machine -> (agents/GPU, agents/MW), AA-AgentPerf DeepSeek V4 Pro
 PROFILES = {"h200": "twin-h200", "gb300": "twin-gb300-nvl72-slice"}
 
 
-def with_cost_model(profile_name: str, cost_model: str, out: Path) -> str:
-    """The profile as it is, or a copy in ``out`` whose twin gets ``--cost-model`` (argv stays a list)."""
-    if cost_model == "builtin":
+def with_twin_flags(profile_name: str, flags: list[str], out: Path) -> str:
+    """The profile as it is, or a copy in ``out`` whose twin argv gets ``flags`` (each one list element)."""
+    if not flags:
         return profile_name
     from agentperf_tui.profile import load_profile
 
@@ -54,9 +55,11 @@ def with_cost_model(profile_name: str, cost_model: str, out: Path) -> str:
     anchor = '"-m", "agentperf_tui.twin",'
     if anchor not in text:
         raise SystemExit(f"{source}: no '{anchor}' in its twin argv")
-    copy = out / f"{profile_name}-{cost_model}.toml"
-    copy.write_text(text.replace(anchor, f'{anchor} "--cost-model", "{cost_model}",', 1)
-                    .replace(f'name = "{profile_name}"', f'name = "{profile_name}-{cost_model}"', 1))
+    tag = "-".join(f.lstrip("-") for f in flags)
+    added = " ".join(orjson.dumps(f).decode() + "," for f in flags)
+    copy = out / f"{profile_name}-{tag}.toml"
+    copy.write_text(text.replace(anchor, f"{anchor} {added}", 1)
+                    .replace(f'name = "{profile_name}"', f'name = "{profile_name}-{tag}"', 1))
     return str(copy)
 
 
@@ -89,30 +92,34 @@ def run_search(profile: str, out: Path, timeout_s: float, extra: list[str]) -> d
     return data
 
 
-def fidelity(machines: list[str], out: Path, timeout_s: float, extra: list[str], cost_model: str) -> None:
-    rows: list[tuple[str, str, float | None, float | None]] = []  # machine, metric, ours, AA
+def fidelity(machines: list[str], out: Path, timeout_s: float, extra: list[str], twin_flags: list[str]) -> None:
+    rows: list[tuple[str, str, float | None, float | None, str]] = []  # machine, metric, ours, AA, note
     predictions: list[str] = []
     for machine in machines:
-        profile = with_cost_model(PROFILES[machine], cost_model, out)
+        profile = with_twin_flags(PROFILES[machine], twin_flags, out)
         fraction, full_gpus = twin_shape(profile)
         report = run_search(profile, out, timeout_s, extra)
         for i, tier in enumerate(report["tiers"]):
             agents = tier["max_agents"] / fraction if tier["max_agents"] is not None else None
+            # an unresolved bracket (the search stopped, e.g. on phases the client could not hold)
+            # gives only a lower bound: say so instead of passing it off as the answer
+            note = "" if tier.get("resolved", True) else f"lower bound (bracket {tier.get('bracket')})"
             per_gpu = agents / full_gpus if agents is not None else None
             per_mw = tier.get("agents_per_mw")
             scale = "" if fraction == 1 else f" (slice {fraction:g} x{1 / fraction:g})"
             if i == 0:
                 aa_gpu, aa_mw = AA_TIER1[machine]
-                rows.append((machine, "tier1 agents/GPU", per_gpu, aa_gpu))
-                rows.append((machine, "tier1 agents/MW", per_mw, aa_mw))
+                rows.append((machine, "tier1 agents/GPU", per_gpu, aa_gpu, note))
+                rows.append((machine, "tier1 agents/MW", per_mw, aa_mw, note))
             predictions.append(f"{machine:6s} {tier['name']:6s} ({tier['output_tps']:g} tok/s, {tier['ttft_s']:g} s): "
                                f"{_fmt(agents, ',.0f')} agents{scale}, {_fmt(per_gpu, '.2f')} agents/GPU, "
-                               f"{_fmt(per_mw, ',.0f')} agents/MW")
+                               f"{_fmt(per_mw, ',.0f')} agents/MW" + (f" [{note}]" if note else ""))
     print(f"{'machine':8s} {'metric':18s} {'ours':>10s} {'AA':>10s} {'ratio':>7s}")
     worst = None
-    for machine, metric, ours, aa in rows:
+    for machine, metric, ours, aa, note in rows:
         ratio = ours / aa if ours else None
-        print(f"{machine:8s} {metric:18s} {_fmt(ours, ',.2f'):>10s} {aa:>10,.1f} {_fmt(ratio, '.3f'):>7s}")
+        print(f"{machine:8s} {metric:18s} {_fmt(ours, ',.2f'):>10s} {aa:>10,.1f} {_fmt(ratio, '.3f'):>7s}"
+              + (f"  {note}" if note else ""))
         if ratio is None:
             ratio = 0.0
         if worst is None or _distance(ratio) > _distance(worst):
@@ -161,6 +168,8 @@ def main() -> None:
     parser.add_argument("--check-slice", action="store_true", help="compare the slice with the full rack instead")
     parser.add_argument("--cost-model", choices=("builtin", "aic"), default="builtin",
                         help="the twin's step times: built-in roofline or AIConfigurator tables")
+    parser.add_argument("--twin-flag", action="append", default=[], metavar="FLAG",
+                        help="one more twin argument for a sensitivity run (repeat: --twin-flag=--disable-radix-cache)")
     parser.add_argument("--agents", type=int, default=500, help="--check-slice: agents on the full rack")
     parser.add_argument("--seconds", type=float, default=120.0, help="--check-slice: seconds per run")
     parser.add_argument("search_args", nargs=argparse.REMAINDER, help="after --: extra `search` arguments")
@@ -176,7 +185,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--machines: unknown {unknown}; known: {sorted(PROFILES)}")
     extra = [a for a in args.search_args if a != "--"]
-    fidelity(machines, out, args.timeout, extra, args.cost_model)
+    flags = (["--cost-model", "aic"] if args.cost_model == "aic" else []) + args.twin_flag
+    fidelity(machines, out, args.timeout, extra, flags)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,38 @@ def test_a_twin_that_falls_behind_real_time_makes_the_window_invalid():
     assert scrape(4.0, 0.02, 1.5) == []  # nothing new dropped: valid again
     session._on_sample(ServerMetrics(t_s=5.0, raw={}))  # real SGLang has no such series
     assert list(session._client_view(sample_cpu=False).invalid_reasons) == []
+
+
+async def test_requests_still_waiting_at_the_end_count_for_ttft_instead_of_vanishing():
+    from aiohttp import web
+
+    calls = []
+
+    async def never_answers(_request: web.Request) -> web.StreamResponse:
+        calls.append(1)
+        if len(calls) <= 3:  # each agent's first request fails fast (sent before the steady window) ...
+            return web.Response(status=500)
+        await asyncio.sleep(30)  # ... then the server is so overloaded no first token comes in time
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", never_answers)
+    servers: list[TestServer] = []
+
+    async def start(_session: Session) -> ServerHandle:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return ServerHandle(base_url=str(server.make_url("/")).rstrip("/"), model="m", gpus=8, dcgm_urls=[],
+                            metrics_url=None, use_nvml=False, boundary="gpu", stop=server.close)
+
+    frames: list[Frame] = []
+    session = Session(profile_name="test", options=RunOptions(agents=3, duration_s=2.0, frame_hz=10, ramp_s=0.0),
+                      tiers=AA_DSV4_PRO_TIERS, workload_loader=lambda: small_workload(turns=2),
+                      server_starter=start, sinks=[frames.append])
+    summary = await asyncio.wait_for(session.run(), 20)
+    assert summary["requests"]["completed_all"] == 0 and summary["requests"]["failed_all"] == 3
+    tier1 = summary["tiers"][0]
+    assert tier1["requests"] == 3  # the three requests still waiting at the end are judged ...
+    assert tier1["ttft_p95_s"] >= 1.0  # ... by how long they had waited (sent ~0.5 s in), not left out
+    assert not tier1["pass"]

@@ -123,6 +123,17 @@ async def test_extended_conversation_reuses_prefix_lower_ttft_and_reports_cached
     assert second["ttft"] < 0.5 * first["ttft"], (first["ttft"], second["ttft"])
 
 
+async def test_disable_radix_cache_prefills_every_prompt_whole():
+    server = make_server("--disable-radix-cache")
+    history = [{"role": "system", "content": "You are a coding agent. " * 2000},
+               {"role": "user", "content": "Fix the failing test in module alpha. " * 400}]
+    async with TestClient(TestServer(server.app())) as client:
+        first = await timed_stream(client, history, 8)
+        second = await timed_stream(client, history + [{"role": "tool", "content": "FAILED"}], 8)
+    assert second["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert second["ttft"] > 0.8 * first["ttft"], (first["ttft"], second["ttft"])
+
+
 def test_prefix_cache_matches_longest_prefix_and_evicts_lru():
     cache = PrefixCache(capacity_tokens=100)
     cache.insert([(1, 30), (2, 60)])

@@ -74,6 +74,12 @@ class AgentState:
         return self.state
 
     @property
+    def in_flight(self) -> tuple[float, float | None] | None:
+        """(sent, first token) of the request running now, if any (monotonic seconds)."""
+        current = self.current
+        return None if current is None else (current.t_send, current.t_first)
+
+    @property
     def in_work(self) -> bool:
         """Has a request in flight or is in tool time (what effective concurrency counts)."""
         return self.current is not None or self.state == TOOL
@@ -156,11 +162,11 @@ class Agent:
             if turn.tools:
                 body["tools"] = list(turn.tools)
             s.state = PREFILL
-            result = StreamResult(t_send=0.0)
-            s.current = result
+            result = StreamResult(t_send=time.monotonic())
+            s.current = result  # filled in place: the table shows prefill until the first token, then decode
             try:
                 result = await stream_chat(self.session, self.url, orjson.dumps(body), self.timeouts,
-                                           keep_text=self.policy == "free")
+                                           keep_text=self.policy == "free", result=result)
             finally:
                 s.current = None
             self._record(trajectory, k, turn, messages, result)

@@ -12,6 +12,7 @@ deltas, never from sampled watts.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -178,7 +179,13 @@ class AutoSearch:
                 break
         t_end = time.monotonic()
         judge, self._judge = self._judge, None
-        results, completed, failed, tokens = session.metrics.judge_since(self._phase_start, t_end)
+        # requests still running count for TTFT (their wait so far while no token came): ending a
+        # phase must not leave out exactly the requests an overloaded server keeps waiting
+        unfinished = session.unfinished_ttfts(self._phase_start, t_end)
+        if judge is not None:
+            for ttft in unfinished:
+                judge.add(math.nan, ttft)
+        results, completed, failed, tokens = session.metrics.judge_since(self._phase_start, t_end, unfinished)
         finished_tokens = session.metrics.tokens_finished_between(self._phase_start, t_end)
         power1 = session.latest_power()
         avg_power = None
@@ -197,7 +204,8 @@ class AutoSearch:
         return {
             "agents": agents, "valid": not invalid, "invalid": "; ".join(invalid),
             "ramp_s": round(self._phase_start - t_change, 2), "duration_s": round(t_end - self._phase_start, 2),
-            "requests": {"completed": completed, "failed": failed}, "output_tokens": tokens,
+            "requests": {"completed": completed, "failed": failed, "unfinished": len(unfinished)},
+            "output_tokens": tokens,
             "avg_power_w": avg_power, "energy_j": energy,
             "tokens_per_joule": (finished_tokens / energy) if energy else None,
             "tiers": [{**r.to_dict(), "decided": v.decided if verdicts else False}

@@ -78,10 +78,17 @@ def make_session(api_key: str | None = None) -> aiohttp.ClientSession:
 
 
 async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | bytes,
-                      timeouts: Timeouts = Timeouts(), keep_text: bool = False) -> StreamResult:
-    """POST a streaming chat completion and time it. Never raises (except cancellation)."""
+                      timeouts: Timeouts = Timeouts(), keep_text: bool = False,
+                      result: StreamResult | None = None) -> StreamResult:
+    """POST a streaming chat completion and time it. Never raises (except cancellation).
+
+    ``result``, when given, is filled in place while the request runs (the agent's live view).
+    """
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
-    result = StreamResult(t_send=time.monotonic(), keep_text=keep_text)
+    if result is None:
+        result = StreamResult(t_send=0.0)
+    result.t_send = time.monotonic()
+    result.keep_text = keep_text
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.total_s
     try:

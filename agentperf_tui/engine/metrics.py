@@ -155,11 +155,17 @@ class RunMetrics:
         """Output tokens of requests that finished in [t_from, t_to) (for tokens per joule)."""
         return sum(self.output_tokens_col[i] for i, t in enumerate(self.t_end) if t_from <= t < t_to)
 
-    def judge_since(self, t_from: float, t_to: float = math.inf) -> tuple[tuple[TierResult, ...], int, int, int]:
-        """Tier results over requests sent in [t_from, t_to): (results, completed, failed, tokens)."""
+    def judge_since(self, t_from: float, t_to: float = math.inf, unfinished_ttfts: Sequence[float] = ()
+                    ) -> tuple[tuple[TierResult, ...], int, int, int]:
+        """Tier results over requests sent in [t_from, t_to): (results, completed, failed, tokens).
+
+        ``unfinished_ttfts``: requests sent in the window and still running at its end, by their
+        TTFT (or their wait so far, a lower bound, while no token came): they count for TTFT, so an
+        overloaded server's slowest requests are not left out just because they did not finish.
+        """
         idx = [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
         speeds = sorted(self.speed[i] for i in idx if not math.isnan(self.speed[i]))
-        ttfts = sorted(self.ttft[i] for i in idx)
+        ttfts = sorted([self.ttft[i] for i in idx] + list(unfinished_ttfts))
         completed = sum(1 for i in idx if self.ok[i])
         tokens = sum(self.output_tokens_col[i] for i in idx)
         return judge_sorted(speeds, ttfts, self.tiers), completed, len(idx) - completed, tokens

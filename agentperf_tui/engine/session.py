@@ -205,6 +205,17 @@ class Session:
         for sink in self.phase_sinks:
             sink(phase)
 
+    def unfinished_ttfts(self, t_from: float, now: float) -> list[float]:
+        """Requests sent since ``t_from`` and still running: their TTFT, or their wait so far (a lower
+        bound) while no token came. A window's judgement counts them (see RunMetrics.judge_since)."""
+        out = []
+        for agent in (self.loadgen.agents.values() if self.loadgen else ()):
+            in_flight = agent.in_flight
+            if in_flight is not None and in_flight[0] >= t_from:
+                t_send, t_first = in_flight
+                out.append((t_first if t_first is not None else now) - t_send)
+        return out
+
     def latest_power(self) -> PowerReading | None:
         return self._power_recent[-1] if self._power_recent else None
 
@@ -550,7 +561,7 @@ class Session:
         now = time.monotonic()
         steady_at = self.steady_since()
         start = steady_at if steady_at is not None else (self._load_t0 or now)
-        results, completed, failed, tokens = self.metrics.judge_since(start, now)
+        results, completed, failed, tokens = self.metrics.judge_since(start, now, self.unfinished_ttfts(start, now))
         agents = list(self.loadgen.agents.values()) if self.loadgen else []
         mean, p50, p95, cmax = context_stats([a.context_tokens for a in agents if a.context_tokens])
         power = self._power_view(self.loadgen.active if self.loadgen else 0)

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--context-length", type=int, default=None)
     sg.add_argument("--chunked-prefill-size", type=int, default=8192)
     sg.add_argument("--stream-interval", type=int, default=1)
+    sg.add_argument("--disable-radix-cache", action="store_true")
     sg.add_argument("--tool-call-parser", default=None)
     sg.add_argument("--reasoning-parser", default=None)
     sg.add_argument("--speculative-algorithm", default=None)

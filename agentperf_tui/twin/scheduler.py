@@ -113,7 +113,7 @@ class Engine:
 
     def __init__(self, index: int, role: str, cost: CostModel, kv_capacity_tokens: int,
                  max_running: int, chunked_prefill_size: int, stream_interval: int,
-                 cluster: Cluster):
+                 cluster: Cluster, prefix_cache: bool = True):
         self.index = index
         self.role = role  # "mixed" | "prefill" | "decode"
         self.cost = cost
@@ -123,6 +123,7 @@ class Engine:
         self.stream_interval = max(1, stream_interval)
         self.cluster = cluster
         self.cache = PrefixCache(kv_capacity_tokens)
+        self.prefix_cache = prefix_cache  # False: --disable-radix-cache, every prompt is prefilled whole
         self.waiting: deque[TwinRequest] = deque()
         self.prefilling: list[TwinRequest] = []
         self.running: list[TwinRequest] = []
@@ -233,7 +234,8 @@ class Engine:
                 req.context = req.prompt_tokens + req.generated
                 self.running.append(req)
             else:
-                req.cached_tokens = min(self.cache.match(req.chain), max(0, req.prompt_tokens - 1))
+                matched = self.cache.match(req.chain) if self.prefix_cache else 0
+                req.cached_tokens = min(matched, max(0, req.prompt_tokens - 1))
                 req.context = req.cached_tokens
                 self.prefilling.append(req)
 
@@ -270,7 +272,8 @@ class Engine:
             if req.prefilled < req.uncached_tokens:
                 continue
             self.prefilling.remove(req)
-            self.cache.insert(req.chain, self.kv_capacity_tokens - self.kv_used)
+            if self.prefix_cache:
+                self.cache.insert(req.chain, self.kv_capacity_tokens - self.kv_used)
             stats.prompt_tokens_total += req.prompt_tokens
             stats.cached_tokens_total += req.cached_tokens
             # the prefill forward pass yields the first output token

@@ -112,7 +112,7 @@ class TwinServer:
                     f"--mem-fraction-static {args.mem_fraction_static}: {gpus} x {cfg.hardware.hbm_gb:g} GB "
                     f"cannot hold the {DEEPSEEK_V4_PRO.weight_bytes / 1e9:.0f} GB of weights")
             return Engine(index, role, cost, capacity, max_running, args.chunked_prefill_size,
-                          args.stream_interval, cluster)
+                          args.stream_interval, cluster, prefix_cache=not args.disable_radix_cache)
 
         if cfg.prefill_engines:
             prefill = [engine(i, "prefill", cfg.prefill_engine_gpus) for i in range(cfg.prefill_engines)]
