@@ -5,7 +5,7 @@ Runs one quick auto-search per machine on the twin (`agentperf-tui search PROFIL
 ours, AA's and the ratio; tiers 2 and 3 are printed as predictions (AA published tier 1 only).
 Last line: ``worst_ratio=R``, the ratio farthest from 1 (by |log R|).
 
-    python bench/fidelity.py                 # twin-h200 and the GB300 slice (twin-gb300-nvl72-slice)
+    python bench/fidelity.py                 # twin-h200 and the GB300 slice (~1 h on 2 cores)
     python bench/fidelity.py --machines h200
     python bench/fidelity.py --check-slice   # the slice vs the full rack at a load both can run
     python bench/fidelity.py --cost-model aic   # the twin on AIConfigurator's step tables ([aic])
@@ -42,6 +42,13 @@ AA_TIER1 = {  # machine -> (agents/GPU, agents/MW), AA-AgentPerf DeepSeek V4 Pro
     "gb300": (57.5, 61354.0),
 }
 PROFILES = {"h200": "twin-h200", "gb300": "twin-gb300-nvl72-slice"}
+# search arguments when none are given after --: a minute of settling so contexts grow past the
+# first turns' 5-8K before a phase is judged; the slice starts where GB300 is still far from its
+# limit and streams from two worker processes (one lags at ~900 agents on a 2-core machine)
+DEFAULT_SEARCH_ARGS = {
+    "h200": ["--settle", "60", "--max-phase", "90"],
+    "gb300": ["--settle", "60", "--max-phase", "90", "--start", "256", "--workers", "2"],
+}
 
 
 def with_twin_flags(profile_name: str, flags: list[str], out: Path) -> str:
@@ -98,7 +105,7 @@ def fidelity(machines: list[str], out: Path, timeout_s: float, extra: list[str],
     for machine in machines:
         profile = with_twin_flags(PROFILES[machine], twin_flags, out)
         fraction, full_gpus = twin_shape(profile)
-        report = run_search(profile, out, timeout_s, extra)
+        report = run_search(profile, out, timeout_s, extra or DEFAULT_SEARCH_ARGS[machine])
         for i, tier in enumerate(report["tiers"]):
             agents = tier["max_agents"] / fraction if tier["max_agents"] is not None else None
             # an unresolved bracket (the search stopped, e.g. on phases the client could not hold)
