@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--policy", choices=("exact", "free"), default=None)
     run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
+    run.add_argument("--settle", type=float, default=None,
+                     help="seconds after every agent started before the summary's steady window opens "
+                          "(default 30, AA's rule)")
     run.add_argument("--warm-start", action="store_true", default=None,
                      help="agents join their first trajectory at a random turn (skip the short-context start)")
     run.add_argument("--workers", type=int, default=None,
@@ -73,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tiers", default=None, help="comma-separated tier names to search (default all)")
     search.add_argument("--report", type=Path, default=None, help="also write the report JSON here")
     search.add_argument("--start", type=int, default=None, help="first agent count (default 8)")
-    search.add_argument("--max-phase", type=float, default=None, help="seconds, cap on one phase")
-    search.add_argument("--settle", type=float, default=None, help="seconds after a resize before counting")
+    search.add_argument("--phase", type=float, default=None,
+                        help="quick: seconds of the first look (later looks at 2x, 4x); makes the mode 'custom'")
+    search.add_argument("--max-phase", type=float, default=None,
+                        help="seconds: quick's last look / certify's cap while waiting for AA's minimums ('custom')")
+    search.add_argument("--settle", type=float, default=None,
+                        help="seconds after every agent started before counting (makes the mode 'custom')")
     search.add_argument("--workload", default=None)
     search.add_argument("--warm-start", action="store_true", default=None,
                         help="agents join their first trajectory at a random turn, so short phases see "
@@ -146,7 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration = 0.0  # the dashboard runs until the operator quits
     options = options_from_profile(profile, agents=args.agents, duration_s=duration, workload=args.workload,
                                    frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp,
-                                   workers=args.workers, warm_start=args.warm_start)
+                                   workers=args.workers, warm_start=args.warm_start, settle_s=args.settle)
+    if options.settle_s < 0:
+        raise UsageError(f"--settle {options.settle_s:g}: must be >= 0")
     if options.agents < 0:
         raise UsageError(f"--agents {options.agents}: must be >= 0")
     if options.workers is not None and not 0 <= options.workers <= 31:
@@ -289,7 +298,7 @@ def _write_search_report(report: dict[str, Any], recorder: Any, json_path: Path 
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from agentperf_tui.engine.autosearch import SearchSettings
+    from agentperf_tui.engine.search_driver import SearchSettings
     from agentperf_tui.headless import HeadlessPrinter
     from agentperf_tui.runner import build_session, options_from_profile
 
@@ -304,7 +313,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         profile = dataclasses.replace(profile, tiers=tuple(t for t in profile.tiers if t.name in wanted))
     settings = SearchSettings.for_mode(args.mode, start_agents=args.start, max_phase_s=args.max_phase,
-                                       settle_s=args.settle)
+                                       settle_s=args.settle, phase_s=args.phase)
     headless = args.headless or args.json or not sys.stdout.isatty()
     options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
                                    workers=args.workers, warm_start=args.warm_start)
@@ -335,6 +344,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         print(markdown(report))
         print("written: " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if not report.get("done"):
+        print(f"agentperf-tui: search {report.get('status', 'stopped')}: "
+              f"{report.get('stopped') or 'some tiers unresolved'}", file=sys.stderr)
     if received:
         return received[0]
     return session.exit_code

@@ -31,7 +31,7 @@ def progress_line(frame: Frame) -> str:
     for tier in frame.tiers:
         p25 = "-" if tier.output_tps_p25 is None else f"{tier.output_tps_p25:.1f}"
         p95 = "-" if tier.ttft_p95_s is None else f"{tier.ttft_p95_s:.2f}"
-        verdict = "PASS" if tier.passed else ("n/a" if tier.requests == 0 else "FAIL")
+        verdict = "n/a" if tier.requests == 0 else tier.shown_verdict.upper()
         parts.append(f"{tier.name} P25 {p25} tok/s P95 TTFT {p95} s {verdict}")
     if frame.power.total_w is not None:
         parts.append(f"power {frame.power.total_w / 1000:.2f} kW ({frame.power.boundary})")
@@ -84,28 +84,61 @@ class HeadlessPrinter:
         self.out.flush()
 
 
+def _n(value: Any, spec: str = ",.1f", none: str = "n/a") -> str:
+    return none if value is None else format(value, spec)
+
+
 def summary_text(summary: dict[str, Any]) -> str:
+    """The run summary for people: what was held, over which window, and what it shows."""
+    twin = " [digital twin: simulated numbers]" if summary.get("twin") else ""
+    window = summary.get("steady_window")
+    held = summary.get("agents")
+    target = summary.get("target_agents", held)
+    if window is None and "steady_window" in summary:
+        head = (f"summary: profile {summary['profile']}{twin}, target {target} agents, {summary['duration_s']:.0f} s; "
+                f"{summary.get('steady_window_note', 'no steady window')} ({summary['stop_reason']})")
+    else:
+        head = (f"summary: profile {summary['profile']}{twin}, {_n(held, '.2f')} agents held (target {target}), "
+                f"{summary['duration_s']:.0f} s (steady window {summary['steady_window_s']:.0f} s; "
+                f"{summary['stop_reason']})")
+    r = summary["requests"]
     lines = [
-        "",
-        f"summary: profile {summary['profile']}, {summary['agents']} agents, {summary['duration_s']:.0f} s "
-        f"(steady window {summary['steady_window_s']:.0f} s; {summary['stop_reason']})",
-        f"  requests: {summary['requests']['completed']} completed, {summary['requests']['failed']} failed; "
-        f"{summary['output_tokens']:,} output tokens ({summary['output_tokens_per_s']:,.1f} tok/s)",
-        f"  effective concurrency: {summary['effective_concurrency']:.2f} agents",
-        "  context tokens: mean {mean:,.0f}, p50 {p50:,.0f}, p95 {p95:,.0f}, max {max:,.0f}".format(
-            **summary["context_tokens"]),
+        "", head,
+        f"  requests sent in the window: {r['completed']} completed, {r['failed']} failed"
+        + (f", {r['in_flight']} in flight at the end" if r.get("in_flight") else "")
+        + f"; {summary['output_tokens']:,} output tokens arrived ({_n(summary['output_tokens_per_s'])} tok/s)",
     ]
+    ctx = summary["context_tokens"]
+    if ctx.get("mean") is not None:
+        lines.append("  context tokens over the window's requests: mean {}, p50 {}, p95 {}, max {}".format(
+            *(_n(ctx.get(k), ",.0f") for k in ("mean", "p50", "p95", "max")))
+            + (f" (max seen in the run {ctx['max_seen']:,})" if ctx.get("max_seen") else ""))
     for tier in summary["tiers"]:
         p25 = "-" if tier["output_tps_p25"] is None else f"{tier['output_tps_p25']:.1f}"
         p95 = "inf" if tier["ttft_p95_s"] is None else f"{tier['ttft_p95_s']:.2f}"
+        verdict = (tier.get("verdict") or ("pass" if tier["pass"] else "fail")).upper()
+        reason = f" ({tier['reason']})" if tier.get("reason") else ""
         lines.append(f"  {tier['name']} ({tier['output_tps']:g} tok/s, {tier['ttft_s']:g} s): P25 speed {p25} tok/s, "
-                     f"P95 TTFT {p95} s -> {'PASS' if tier['pass'] else 'FAIL'}")
+                     f"P95 TTFT {p95} s -> {verdict}{reason}")
     power = summary["power"]
     if power.get("avg_power_w"):
-        lines.append(f"  power ({power['boundary']}): average {power['avg_power_w'] / 1000:.2f} kW, "
+        lines.append(f"  power ({power['boundary']}, steady window): average {power['avg_power_w'] / 1000:.2f} kW, "
                      f"{(power.get('tokens_per_joule') or 0):.3f} tokens/J")
     elif power.get("note"):
         lines.append(f"  power: {power['note']}")
+    if summary.get("agents_per_gpu") is not None:
+        lines.append(f"  agents per GPU {summary['agents_per_gpu']:.3f}, agents per MW {_n(summary.get('agents_per_mw'), ',.0f')}")
+    client = summary.get("client") or {}
+    if client.get("valid") is False:
+        reasons = "; ".join(f"{x['reason']} ({x['seconds']:.1f} s)" for x in client.get("invalid_reasons", []))
+        lines.append(f"  INVALID: {client.get('invalid_seconds', 0):.1f} s of the window not measurable: {reasons}")
+    minimums = summary.get("aa_minimums")
+    if minimums and "steady_s" in minimums:
+        lines.append(f"  AA phase minimums {'met' if minimums['met'] else 'NOT met'}: steady {minimums['steady_s']:.0f} s"
+                     f" (>= 600), {minimums['trajectories']} trajectories (>= 30), "
+                     f"{minimums['agents_with_3_trajectories']} agents with >= 3")
     if summary.get("failure_causes"):
         lines.append("  failure causes: " + ", ".join(f"{k} x{v}" for k, v in summary["failure_causes"].items()))
+    for warning in summary.get("warnings", []):
+        lines.append(f"  WARNING: {warning}")
     return "\n".join(lines) + "\n"

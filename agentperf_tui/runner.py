@@ -80,7 +80,9 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             metrics_url=base_url.rstrip("/") + "/metrics" if telemetry.sglang_metrics else None,
             use_nvml=telemetry.nvml, boundary=telemetry.power_boundary, stop=supervisor.stop,
             pids=lambda: list(supervisor.pids), version=str(info.get("version", "")),
-            fingerprint=server_fingerprint(info) if info else "", api_key=api_key)
+            fingerprint=server_fingerprint(info) if info else "", api_key=api_key,
+            twin=any("agentperf_tui.twin" in arg for proc in profile.server.processes for arg in proc.argv),
+            launch_argv=[list(proc.argv) for proc in profile.server.processes])
 
     return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
                    server_starter=start_server, sinks=sinks)

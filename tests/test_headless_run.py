@@ -28,7 +28,7 @@ def last_json(stdout: str) -> dict:
 @pytest.mark.parametrize("workload", [None, "aa-mini-v1/manifest.json"])
 def test_headless_run_summary_on_twin(workload, shared_traces: Path, tmp_path: Path):
     args = ["run", "profiles/twin-h200.toml", "--headless", "--agents", "4", "--duration", "10", "--ramp", "1",
-            "--json", "--record-dir", str(tmp_path), "--summary", str(tmp_path / "s.json")]
+            "--settle", "2", "--json", "--record-dir", str(tmp_path), "--summary", str(tmp_path / "s.json")]
     if workload:
         args += ["--workload", str(shared_traces / workload)]
     proc = run_cli(*args)
@@ -40,6 +40,13 @@ def test_headless_run_summary_on_twin(workload, shared_traces: Path, tmp_path: P
     assert summary["type"] == "summary"
     assert summary["requests"]["completed"] > 0 and summary["requests"]["failed"] == 0
     assert abs(summary["effective_concurrency"] - 4) <= 0.2
+    assert summary["agents"] == summary["effective_concurrency"] and summary["target_agents"] == 4
+    assert summary["twin"] is True and summary["client"]["valid"] is True
+    window = summary["steady_window"]
+    assert window["settle_s"] == 2.0 and 5.0 <= window["seconds"] <= 8.5  # 10 s less ramp and settle
+    assert summary["aa_minimums"]["met"] is False and summary["aa_minimums"]["steady_ok"] is False
+    assert summary["agents_per_gpu"] == pytest.approx(summary["agents"] / 8, abs=1e-3)
+    assert summary["context_tokens"]["max_seen"] >= summary["context_tokens"]["max"] > 0
     assert [t["name"] for t in summary["tiers"]] == ["tier1", "tier2", "tier3"]
     assert all(t["output_tps_p25"] is not None for t in summary["tiers"])
     assert summary["power"]["avg_power_w"] > 0 and summary["power"]["boundary"] == "gpu"

@@ -99,6 +99,15 @@ def salted(messages: tuple[dict[str, Any], ...] | list[dict[str, Any]], salt: st
     return out
 
 
+def short_output(output_tokens: int, target_tokens: int, finish_reason: str | None) -> str:
+    """Under ``exact`` every response must be the forced length (max_tokens with ignore_eos), as
+    AA's runner requires: a shorter one, or one that stopped for another reason, is a failed request."""
+    if output_tokens < target_tokens or (finish_reason is not None and finish_reason != "length"):
+        return (f"short output (server ignored ignore_eos?): {output_tokens} of {target_tokens} tokens, "
+                f"finish_reason {finish_reason!r}")
+    return ""
+
+
 class Agent:
     """Drives one AgentState through trajectories until told to retire."""
 
@@ -193,12 +202,17 @@ class Agent:
         if prompt is None:
             prompt = estimate_prompt_tokens(messages, len(orjson.dumps(turn.tools)) if turn.tools else 0)
         failed = result.error is not None
+        cause = result.error or ""
+        if not failed and self.policy == "exact":
+            short = short_output(result.output_tokens, turn.target_output_tokens, result.finish_reason)
+            if short:
+                failed, cause = True, short
         record = RequestRecord(
             agent_id=s.agent_id, trajectory_id=trajectory.trajectory_id, turn_index=k,
             turn_count=trajectory.turn_count, prompt_tokens=prompt, cached_tokens=result.cached_tokens,
             output_tokens=result.output_tokens, target_tokens=turn.target_output_tokens, t_send=result.t_send,
             t_first=result.t_first, t_last=result.t_last, t_end=result.t_end,
-            status=FAILED if failed else OK, cause=result.error or "",
+            status=FAILED if failed else OK, cause=cause,
             dispatch_delay_s=max(0.0, result.t_send - s.ready_at) if s.ready_at else 0.0,
         )
         s.requests += 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from agentperf_tui.engine.slo import Tier, TierResult
+from agentperf_tui.engine.judge import TierVerdict
+from agentperf_tui.engine.slo import Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,8 @@ class AgentRows:
 
 @dataclass(frozen=True, slots=True)
 class TierView:
-    """A tier's live judgement (rolling window) and its compliance history (share per second)."""
+    """A tier's live judgement (requests sent in the rolling window, in flight included) and its
+    compliance history (share per second). ``verdict`` is the judge's pass / fail / undecided."""
 
     name: str
     output_tps: float
@@ -48,16 +50,25 @@ class TierView:
     ttft_margin: float | None
     compliance: float  # share of window requests meeting both targets
     history: tuple[float, ...] = ()
+    verdict: str = ""  # pass | fail | undecided ("" in recordings made before the judge had it)
+    reason: str = ""
+    in_flight: int = 0
 
     @classmethod
-    def from_result(cls, result: TierResult, compliance: float, history: tuple[float, ...]) -> TierView:
+    def from_verdict(cls, result: TierVerdict, compliance: float, history: tuple[float, ...]) -> TierView:
         ttft_margin = result.ttft_margin
         if ttft_margin is not None and ttft_margin == float("-inf"):
             ttft_margin = -1.0
         p95 = result.ttft_p95_s
-        return cls(result.tier.name, result.tier.output_tps, result.tier.ttft_s, result.requests,
+        return cls(result.tier.name, result.tier.output_tps, result.tier.ttft_s, result.finished + result.in_flight,
                    result.output_tps_p25, None if p95 is None or p95 == float("inf") else p95, result.passed,
-                   result.speed_margin, ttft_margin, compliance, history)
+                   result.speed_margin, ttft_margin, compliance, history, result.verdict, result.reason,
+                   result.in_flight)
+
+    @property
+    def shown_verdict(self) -> str:
+        """pass / fail / undecided, also for recordings made before verdicts had three values."""
+        return self.verdict or ("pass" if self.passed else "fail")
 
     @property
     def tier(self) -> Tier:

@@ -1,9 +1,9 @@
-"""Rolling and whole-run metrics over request records: SLO tiers, throughput, context, concurrency.
+"""The detail log of a run: every request record, column-wise, and samples of the agent population.
 
 Records are kept column-wise in compact arrays (a run of hours at thousands of agents stays in
-tens of MB); the live window is judged over requests that *finished* in the last ``window_s``
-seconds, the run summary over requests *sent* after the steady state began (every agent of the
-target started), as AA counts a phase.
+tens of MB). Every window (the live one, a search phase, a run's steady window) is the set of
+requests *sent* in it, finished or still in flight, judged by engine/judge.py; tokens are
+counted where they *arrived* (a request's tokens spread evenly between its first and last token).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 
+from agentperf_tui.engine.judge import RequestSet, TierVerdict, judge, request_speed, request_ttft
 from agentperf_tui.engine.records import RequestRecord
-from agentperf_tui.engine.slo import Tier, TierResult, judge_sorted, percentile, request_speed, request_ttft
+from agentperf_tui.engine.slo import Tier, percentile
 
 HISTORY_POINTS = 240
 
@@ -30,11 +31,20 @@ class RunMetrics:
         self.speed = array("d")
         self.ttft = array("d")
         self.ok = array("b")
+        self.t_first = array("d")  # NaN: no first token
+        self.t_last = array("d")
         self.output_tokens_col = array("q")
+        self.context_col = array("q")  # prompt + output tokens of each request
+        self.conc_t = array("d")  # agents-in-work samples (time, count), every frame
+        self.conc_n = array("d")
+        self.max_context_tokens = 0
+        self.trajectory_ends: list[tuple[float, int]] = []  # (t_send of the last turn, agent) of finished trajectories
         self.completed = 0
         self.failed = 0
         self.output_tokens = 0
-        self._window: deque[tuple[float, float, float, int]] = deque()  # (t_end, speed, ttft, tokens)
+        # recent records (t_end, t_send, speed, ttft, tokens, t_first, t_last): every request sent in the last
+        # window_s has t_end >= t_send, so trimming on t_end keeps all of them
+        self._window: deque[tuple[float, float, float, float, int, float, float]] = deque()
         self._last_prompt: dict[int, tuple[str, int, int]] = {}
         self._growth: deque[int] = deque(maxlen=2000)
         self.context_history_mean: deque[float] = deque(maxlen=HISTORY_POINTS)
@@ -56,15 +66,23 @@ class RunMetrics:
         self.speed.append(speed)
         self.ttft.append(ttft)
         self.ok.append(1 if record.ok else 0)
+        self.t_first.append(math.nan if record.t_first is None else record.t_first)
+        self.t_last.append(math.nan if record.t_last is None else record.t_last)
         self.output_tokens_col.append(record.output_tokens)
+        self.context_col.append(record.context_tokens)
+        self.max_context_tokens = max(self.max_context_tokens, record.context_tokens)
         if record.ok:
             self.completed += 1
+            if record.turn_index == record.turn_count - 1:
+                self.trajectory_ends.append((record.t_send, record.agent_id))
         else:
             self.failed += 1
             cause = record.cause.split(":")[0][:60]
             self.failure_causes[cause] = self.failure_causes.get(cause, 0) + 1
         self.output_tokens += record.output_tokens
-        self._window.append((record.t_end, speed, ttft, record.output_tokens))
+        self._window.append((record.t_end, record.t_send, speed, ttft, record.output_tokens,
+                             math.nan if record.t_first is None else record.t_first,
+                             math.nan if record.t_last is None else record.t_last))
         self._dispatch.append((record.t_send, record.dispatch_delay_s))
         while self._dispatch and self._dispatch[0][0] < record.t_send - 10.0:
             self._dispatch.popleft()
@@ -80,24 +98,30 @@ class RunMetrics:
             window.popleft()
 
     # -- live window ---------------------------------------------------------------------------
-    def window_results(self, now: float) -> tuple[tuple[TierResult, ...], tuple[float, ...]]:
-        """Tier results over the live window and each tier's compliance share."""
+    def live_verdicts(self, now: float, in_flight: Sequence[tuple[float, float | None]] = ()
+                      ) -> tuple[tuple[TierVerdict, ...], tuple[float, ...]]:
+        """Every tier judged over the requests sent in the last ``window_s`` (in flight included,
+        ``in_flight`` = (sent, first token) of each running request), and each tier's compliance
+        share (finished requests meeting both targets, undefined speeds counting as meeting speed)."""
         self._trim(now)
-        speeds = sorted(w[1] for w in self._window if not math.isnan(w[1]))
-        ttfts = sorted(w[2] for w in self._window)
-        results = judge_sorted(speeds, ttfts, self.tiers)
+        t_from = now - self.window_s
+        rows = [w for w in self._window if w[1] >= t_from]
+        running = tuple(_censored(t_send, t_first, now) for t_send, t_first in in_flight if t_send >= t_from)
+        requests = RequestSet(tuple(w[2] for w in rows), tuple(w[3] for w in rows), running,
+                              sum(1 for w in rows if w[2] == 0.0 and math.isinf(w[3])))
+        verdicts = judge(requests, self.tiers)
         shares = []
-        n = len(self._window)
+        n = len(rows)
         for tier in self.tiers:
-            good = sum(1 for _, s, t, _ in self._window
-                       if (math.isnan(s) or s >= tier.output_tps) and t <= tier.ttft_s)
+            good = sum(1 for w in rows if (math.isnan(w[2]) or w[2] >= tier.output_tps) and w[3] <= tier.ttft_s)
             shares.append(good / n if n else 0.0)
-        return results, tuple(shares)
+        return verdicts, tuple(shares)
 
     def output_tokens_per_s(self, now: float, span_s: float = 10.0) -> float:
+        """Tokens of finished requests that arrived in the last ``span_s`` (each spread over its stream)."""
         self._trim(now)
         horizon = now - span_s
-        tokens = sum(w[3] for w in self._window if w[0] >= horizon)
+        tokens = sum(_arrived(w[4], w[5], w[6], w[0], horizon, now) for w in self._window if w[0] >= horizon)
         return tokens / span_s
 
     def record_history(self, shares: Sequence[float], contexts: Sequence[int]) -> None:
@@ -129,6 +153,11 @@ class RunMetrics:
         return sum(n for _, n in self._recent_conc) / len(self._recent_conc)
 
     def sample_concurrency(self, now: float, in_work: int, steady: bool) -> None:
+        self.conc_t.append(now)
+        self.conc_n.append(in_work)
+        self._sample_recent(now, in_work, steady)
+
+    def _sample_recent(self, now: float, in_work: int, steady: bool) -> None:
         """Integrate agents-in-work over steady time (time-average = effective concurrency).
 
         The recent (10 s) average used for the validity check only holds steady samples: a ramp
@@ -151,24 +180,86 @@ class RunMetrics:
         return self._conc_area / self._conc_time if self._conc_time > 0 else 0.0
 
     # -- whole run / phase ----------------------------------------------------------------------
-    def tokens_finished_between(self, t_from: float, t_to: float) -> int:
-        """Output tokens of requests that finished in [t_from, t_to) (for tokens per joule)."""
-        return sum(self.output_tokens_col[i] for i, t in enumerate(self.t_end) if t_from <= t < t_to)
+    def sent_between(self, t_from: float, t_to: float) -> list[int]:
+        """Indices of finished requests sent in [t_from, t_to)."""
+        return [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
 
-    def judge_since(self, t_from: float, t_to: float = math.inf, unfinished_ttfts: Sequence[float] = ()
-                    ) -> tuple[tuple[TierResult, ...], int, int, int]:
-        """Tier results over requests sent in [t_from, t_to): (results, completed, failed, tokens).
+    def request_set(self, t_from: float, t_to: float, in_flight: Sequence[tuple[float, float | None]] = (),
+                    now: float | None = None) -> RequestSet:
+        """The requests sent in [t_from, t_to): finished ones from the log, running ones (``in_flight``,
+        (sent, first token)) censored at ``now`` (default t_to)."""
+        idx = self.sent_between(t_from, t_to)
+        at = t_to if now is None else now
+        running = tuple(_censored(s, f, at) for s, f in in_flight if t_from <= s < t_to)
+        return RequestSet(tuple(self.speed[i] for i in idx), tuple(self.ttft[i] for i in idx), running,
+                          sum(1 for i in idx if not self.ok[i]))
 
-        ``unfinished_ttfts``: requests sent in the window and still running at its end, by their
-        TTFT (or their wait so far, a lower bound, while no token came): they count for TTFT, so an
-        overloaded server's slowest requests are not left out just because they did not finish.
-        """
-        idx = [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
-        speeds = sorted(self.speed[i] for i in idx if not math.isnan(self.speed[i]))
-        ttfts = sorted([self.ttft[i] for i in idx] + list(unfinished_ttfts))
-        completed = sum(1 for i in idx if self.ok[i])
-        tokens = sum(self.output_tokens_col[i] for i in idx)
-        return judge_sorted(speeds, ttfts, self.tiers), completed, len(idx) - completed, tokens
+    def tokens_arrived(self, t_from: float, t_to: float) -> float:
+        """Output tokens of finished requests that arrived in [t_from, t_to), each request's tokens
+        spread evenly between its first and last token (what the server generated in the window,
+        less the part of requests still running at its end)."""
+        total = 0.0
+        for i, t_end in enumerate(self.t_end):
+            if t_end < t_from:
+                continue
+            tokens = self.output_tokens_col[i]
+            if tokens:
+                total += _arrived(tokens, self.t_first[i], self.t_last[i], t_end, t_from, t_to)
+        return total
+
+    def finished_between(self, t_from: float, t_to: float) -> tuple[int, int]:
+        """(completed, failed) requests that finished in [t_from, t_to)."""
+        completed = failed = 0
+        for i, t in enumerate(self.t_end):
+            if t_from <= t < t_to:
+                if self.ok[i]:
+                    completed += 1
+                else:
+                    failed += 1
+        return completed, failed
+
+    def contexts_sent_between(self, t_from: float, t_to: float) -> list[int]:
+        """Context tokens (prompt + output) of every finished request sent in [t_from, t_to)."""
+        return [self.context_col[i] for i in self.sent_between(t_from, t_to)]
+
+    def concurrency_between(self, t_from: float, t_to: float) -> float | None:
+        """Time-average of agents in work over [t_from, t_to) from the frame samples; None without samples."""
+        area = span = 0.0
+        prev_t = prev_n = None
+        for t, n in zip(self.conc_t, self.conc_n, strict=True):
+            if prev_t is not None:
+                a, b = max(prev_t, t_from), min(t, t_to)
+                if b > a:
+                    area += prev_n * (b - a)
+                    span += b - a
+            prev_t, prev_n = t, n
+        return area / span if span > 0 else None
+
+    def trajectories_between(self, t_from: float, t_to: float) -> dict[int, int]:
+        """Agent -> trajectories completed whose last turn was sent in [t_from, t_to)."""
+        done: dict[int, int] = {}
+        for t, agent in self.trajectory_ends:
+            if t_from <= t < t_to:
+                done[agent] = done.get(agent, 0) + 1
+        return done
+
+    def concurrency_min_between(self, t_from: float, t_to: float) -> float | None:
+        values = [n for t, n in zip(self.conc_t, self.conc_n, strict=True) if t_from <= t < t_to]
+        return min(values) if values else None
+
+
+def _censored(t_send: float, t_first: float | None, now: float) -> tuple[float | None, float]:
+    """A running request as the judge takes it: (TTFT if its first token came, seconds waited)."""
+    return (None if t_first is None else t_first - t_send), max(0.0, now - t_send)
+
+
+def _arrived(tokens: float, t_first: float, t_last: float, t_end: float, t_from: float, t_to: float) -> float:
+    """The share of a request's tokens that arrived in [t_from, t_to)."""
+    if math.isnan(t_first) or math.isnan(t_last) or t_last <= t_first:
+        at = t_end if math.isnan(t_last) else t_last
+        return tokens if t_from <= at < t_to else 0.0
+    a, b = max(t_first, t_from), min(t_last, t_to)
+    return tokens * (b - a) / (t_last - t_first) if b > a else 0.0
 
 
 def context_stats(contexts: Sequence[int]) -> tuple[float, float, float, float]:

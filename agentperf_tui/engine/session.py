@@ -1,16 +1,18 @@
-"""One benchmark session: server, telemetry, agents and the frame clock, on one asyncio loop.
+"""One benchmark session's lifecycle: server, telemetry, agents and the frame clock, on one asyncio loop.
 
 ``Session.run()`` starts (or attaches to) the server the profile names, starts telemetry and the
-load generator, emits a ``Frame`` to every sink at ``frame_hz``, and on the end of the duration,
-a stop request or a server exit, stops everything it started and returns the summary. Front ends
-(dashboard, headless printer, recorder) are only sinks; control calls are thread-safe so a UI
-thread can drive a session running on its own thread (``SessionThread``).
+load generator, ticks the measurement account and emits a ``Frame`` to every sink at
+``frame_hz``, and on the end of the duration, a stop request or a server exit, stops everything
+it started and returns the summary. What a frame shows is built by engine/frame_builder.py, the
+summary by engine/summary.py, the steady window and validity by engine/window.py, verdicts by
+engine/judge.py, the search by engine/search_driver.py (through engine/live_sut.py). Front ends
+are only sinks; control calls are thread-safe so a UI thread can drive a session running on its
+own thread (``SessionThread``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import threading
 import time
@@ -21,21 +23,13 @@ from typing import Any
 
 import psutil
 
-from agentperf_tui import __version__
 from agentperf_tui.engine.client import Timeouts
-from agentperf_tui.engine.frames import (
-    AgentRows,
-    ClientView,
-    ContextView,
-    Frame,
-    PowerView,
-    ServerView,
-    TierView,
-)
+from agentperf_tui.engine.frames import ClientView, Frame
 from agentperf_tui.engine.looplag import LoopLagMeter
-from agentperf_tui.engine.metrics import RunMetrics, context_stats
+from agentperf_tui.engine.metrics import RunMetrics
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.slo import Tier
+from agentperf_tui.engine.window import RunAccount
 from agentperf_tui.engine.workers import ShardedLoad
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
 
@@ -44,11 +38,7 @@ LOOP_LAG_INVALID_MS = 100.0
 DISPATCH_P99_INVALID_MS = 50.0
 CONCURRENCY_HELD_MIN = 0.98
 TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin process is the bottleneck
-BOUNDARY_TEXT = {
-    "gpu": "GPU boards only (sum of per-GPU energy counters) - AA-AgentPerf's boundary",
-    "node": "whole node(s) from BMC/Redfish",
-    "rack": "whole rack from BMC/Redfish",
-}
+SEARCH_INCOMPLETE_EXIT = 3  # a search that stopped early or left a tier unresolved
 
 
 @dataclass
@@ -69,6 +59,7 @@ class RunOptions:
     recording: str = ""
     workers: int | None = None  # agent worker processes: None = automatic, 0 = all in-process
     warm_start: bool = False  # agents join their first trajectory at a random turn (steady-state contexts)
+    settle_s: float = 30.0  # the steady window opens this long after every agent started (AA: 30 s)
 
 
 @dataclass
@@ -87,6 +78,8 @@ class ServerHandle:
     version: str = ""
     fingerprint: str = ""
     api_key: str | None = None
+    twin: bool = False  # the digital twin, not a real SGLang: its numbers are simulated
+    launch_argv: list[list[str]] = field(default_factory=list)  # what was launched (templates, no secrets)
 
 
 class Session:
@@ -102,6 +95,7 @@ class Session:
         self.server_starter = server_starter
         self.sinks = list(sinks or [])
         self.metrics = RunMetrics(tiers, options.window_s)
+        self.account = RunAccount(options.settle_s)
         self.loadgen: ShardedLoad | None = None
         self.server: ServerHandle | None = None
         self.server_state = "starting"
@@ -115,9 +109,9 @@ class Session:
         self._seq = 0
         self._t0 = time.monotonic()
         self._load_t0: float | None = None
-        self._power_first: PowerReading | None = None
         self._power_recent: deque[PowerReading] = deque(maxlen=64)
-        self._power_tokens0 = 0
+        self._workers_seen = 0
+        self._resplit_until = 0.0
         self._server_metrics: ServerMetrics | None = None
         self._twin_problem = ""
         self._host: HostSample | None = None
@@ -126,14 +120,14 @@ class Session:
         self._proc.cpu_percent(None)
         self._last_cpu = 0.0
         self._sampler = None
-        self._last_history = 0.0
+        self.last_history = 0.0
         self._notes_seen: set[str] = set()
         self.search_view: Callable[[], dict[str, Any]] | None = None
+        self.search_driver: Any = None
         self.search_report: dict[str, Any] | None = None
         self.phase_sinks: list[Callable[[dict[str, Any]], None]] = []
         self.event_sinks: list[Callable[[str], None]] = []
         self._search_task: asyncio.Task[Any] | None = None
-        self._search: Any = None
         self.search_settings: Any = None  # set to SearchSettings to run a search instead of a fixed load
 
     # -- thread-safe control ---------------------------------------------------------------------
@@ -166,6 +160,17 @@ class Session:
         """Start the auto-search on the running load (the dashboard's ``s``)."""
         self._call(self._start_search, settings, False)
 
+    def abort_search(self, reason: str = "aborted by operator") -> None:
+        """Stop a running search after its current poll; its report says ``stopped: <reason>``."""
+        self._call(self._abort_search, reason)
+
+    def _abort_search(self, reason: str) -> None:
+        if self.search_driver is not None and self.searching:
+            self.search_driver.abort(reason)
+            self.event(f"auto-search abort requested: {reason}")
+        else:
+            self.event("no auto-search running")
+
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
@@ -179,41 +184,71 @@ class Session:
         return self._search_task is not None and not self._search_task.done()
 
     def _start_search(self, settings: Any, stop_when_done: bool) -> None:
-        from agentperf_tui.engine.autosearch import AutoSearch
+        from agentperf_tui.engine.live_sut import LiveSUT
+        from agentperf_tui.engine.search_driver import SearchDriver, tiers_line
 
         if self.loadgen is None or self.searching:
             self.event("search not started: " + ("already running" if self.searching else "load not running yet"))
             return
-        search = AutoSearch(self, settings, self.server.gpus if self.server else 1)
-        self._search = search
+        if self.loadgen is not None:
+            self.loadgen.ramp_s = min(self.loadgen.ramp_s, settings.ramp_s)
+        sut = LiveSUT(self)
+        driver = SearchDriver(sut, settings, self.server.gpus if self.server else 1, context=self.run_context())
+        self.search_driver = driver
+        self.search_view = driver.view
+        self.record_sinks.append(sut.on_record)
         self.event(f"auto-search started ({settings.mode} mode)")
 
         async def run() -> None:
             try:
-                self.search_report = await search.run()
-                self.event("auto-search finished: " + ", ".join(
-                    f"{t['name']} max {t['max_agents']} agents" for t in self.search_report["tiers"]))
+                self.search_report = driver.report(**self._report_args())
+                self.search_report = await driver.run()
+                self.search_report = driver.report(**self._report_args())
+                if self.search_report["done"]:
+                    self.event("auto-search finished: " + tiers_line(self.search_report))
+                else:
+                    self.event(f"auto-search {self.search_report['status']}"
+                               + (f": {driver.stopped}" if driver.stopped else "") + "; " + tiers_line(self.search_report))
+                    self.exit_code = self.exit_code or SEARCH_INCOMPLETE_EXIT
             except Exception as exc:  # reported, never silent
                 self.event(f"auto-search failed: {type(exc).__name__}: {exc}")
                 self.exit_code = 1
+            finally:
+                if sut.on_record in self.record_sinks:
+                    self.record_sinks.remove(sut.on_record)
             if stop_when_done:
-                self._request_stop("search finished")
+                self._request_stop("search " + ("finished" if self.search_report and self.search_report["done"]
+                                                else "stopped"))
 
         self._search_task = asyncio.ensure_future(run())
+
+    def _report_args(self) -> dict[str, Any]:
+        server = self.server
+        return {"power_boundary": server.boundary if server else "gpu", "extra": {
+            "profile": self.profile_name, "twin": bool(server and server.twin),
+            "server": {"url": server.base_url if server else "", "version": server.version if server else "",
+                       "fingerprint": server.fingerprint if server else ""}}}
+
+    def run_context(self) -> dict[str, Any]:
+        """Everything besides the search rules that shapes an answer (kept in every report and summary)."""
+        o = self.options
+        server = self.server
+        return {"workload": o.workload or "synthetic", "seed": o.seed, "policy": o.policy, "salt": o.salt,
+                "warm_start": o.warm_start, "workers": o.workers, "synthetic_trajectories": o.synthetic_trajectories,
+                "twin": bool(server and server.twin),
+                "server_argv": server.launch_argv if server else []}
 
     def on_phase(self, phase: dict[str, Any]) -> None:
         for sink in self.phase_sinks:
             sink(phase)
 
-    def unfinished_ttfts(self, t_from: float, now: float) -> list[float]:
-        """Requests sent since ``t_from`` and still running: their TTFT, or their wait so far (a lower
-        bound) while no token came. A window's judgement counts them (see RunMetrics.judge_since)."""
+    def in_flight(self) -> list[tuple[float, float | None]]:
+        """(sent, first token) of every request running now (monotonic seconds; None: no token yet)."""
         out = []
         for agent in (self.loadgen.agents.values() if self.loadgen else ()):
-            in_flight = agent.in_flight
-            if in_flight is not None and in_flight[0] >= t_from:
-                t_send, t_first = in_flight
-                out.append((t_first if t_first is not None else now) - t_send)
+            running = agent.in_flight
+            if running is not None:
+                out.append(running)
         return out
 
     def latest_power(self) -> PowerReading | None:
@@ -222,9 +257,14 @@ class Session:
     def client_health(self) -> ClientView:
         return self._client_view(sample_cpu=False)
 
+    def hold_target(self, agents: int) -> None:
+        """The search's resize: surplus agents stop at once (their requests are cancelled)."""
+        self._set_target(agents, cancel_surplus=True)
+
     def _set_target(self, agents: int, cancel_surplus: bool = False) -> None:
         agents = max(0, min(100_000, int(agents)))
         self.options.agents = agents
+        self.account.on_target(time.monotonic(), agents)
         if self.loadgen is not None:
             self.loadgen.set_target(agents, cancel_surplus=cancel_surplus)
 
@@ -273,9 +313,6 @@ class Session:
         if isinstance(sample, PowerReading):
             if not sample.gpus:
                 return
-            if self._load_t0 is not None and self._power_first is None and sample.total_energy_j is not None:
-                self._power_first = sample
-                self._power_tokens0 = self.metrics.output_tokens
             self._power_recent.append(sample)
         elif isinstance(sample, ServerMetrics):
             self._note_twin_lag(sample)
@@ -333,10 +370,13 @@ class Session:
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
                 self.loadgen.set_target(self.search_settings.start_agents)
+                self.account.on_target(time.monotonic(), self.search_settings.start_agents)
                 self._start_search(self.search_settings, True)
                 await self._stop.wait()
             else:
                 self.loadgen.set_target(self.options.agents)
+                self.account.on_target(time.monotonic(), self.options.agents)
+                self.account.on_target(time.monotonic(), self.options.agents)
                 duration = self.options.duration_s
                 timeout = None if duration is None or duration <= 0 else duration
                 try:
@@ -378,11 +418,17 @@ class Session:
 
     async def _shutdown(self) -> None:
         if self._search_task is not None and not self._search_task.done():
-            self._search_task.cancel()
-            await asyncio.gather(self._search_task, return_exceptions=True)
-            if self._search is not None and self.search_report is None:
-                self.search_report = {**self._search.report(), "partial": True,
-                                      "stopped": self.stop_reason or "stopped"}
+            # the driver sees the stop at its next poll and returns its report, "stopped: <reason>"
+            try:
+                await asyncio.wait_for(asyncio.shield(self._search_task), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._search_task.cancel()
+                await asyncio.gather(self._search_task, return_exceptions=True)
+        if self.search_driver is not None and (self.search_report is None or not self.search_report.get("done")):
+            if not self.search_driver.stopped:
+                self.search_driver.stopped = self.stop_reason or "stopped"
+            self.search_report = {**self.search_driver.report(**self._report_args()), "partial": True}
+            self.exit_code = self.exit_code or SEARCH_INCOMPLETE_EXIT
         if self.loadgen is not None:
             await self.loadgen.stop()
         if self._sampler is not None:
@@ -399,17 +445,40 @@ class Session:
         loop = asyncio.get_running_loop()
         next_t = loop.time()
         while True:
+            self.tick(time.monotonic())
             self._emit_frame()
             next_t += period
             await asyncio.sleep(max(0.0, next_t - loop.time()))
 
-    # -- frames -----------------------------------------------------------------------------------
+    # -- measurement tick ------------------------------------------------------------------------
     def steady_since(self) -> float | None:
+        """When every agent of the current target had started (None while ramping)."""
         lg = self.loadgen
         if lg is None:
             return None
         lg.refresh_started(time.monotonic())
         return lg.all_started_at
+
+    def tick(self, now: float) -> None:
+        """Advance the measurement state once per frame: worker scaling, the concurrency integral,
+        the steady-window/validity account, the once-a-second history. Frames only read."""
+        lg = self.loadgen
+        if lg is not None:
+            lg.check_scaling(now, self._lag.mean_ms)
+            workers = lg.worker_count
+            if workers != self._workers_seen and self._workers_seen:
+                self._resplit_until = now + 2.0  # agents moved between processes: not one steady load
+            self._workers_seen = workers
+        agents = list(lg.agents.values()) if lg else []
+        steady_at = self.steady_since()
+        in_work = sum(1 for a in agents if a.in_work)
+        self.metrics.sample_concurrency(now, in_work, steady_at is not None)
+        self.account.tick(now, steady_at, bool(lg and lg.paused), tuple(self.validity_reasons(now)),
+                          self.latest_power())
+        if now - self.last_history >= 1.0:
+            self.last_history = now
+            _, shares = self.metrics.live_verdicts(now, ())
+            self.metrics.record_history(shares, [a.context_tokens for a in agents if a.context_tokens])
 
     def _emit_frame(self) -> None:
         frame = self.build_frame()
@@ -417,113 +486,43 @@ class Session:
             sink(frame)
 
     def build_frame(self) -> Frame:
-        now = time.monotonic()
+        from agentperf_tui.engine.frame_builder import build_frame
+
         self._seq += 1
-        lg = self.loadgen
-        if lg is not None:
-            lg.check_scaling(now, self._lag.mean_ms)
-        agents = list(lg.agents.values()) if lg else []
-        steady_at = self.steady_since()
-        steady = steady_at is not None
-        in_work = sum(1 for a in agents if a.in_work)
-        self.metrics.sample_concurrency(now, in_work, steady)
-        results, shares = self.metrics.window_results(now)
-        contexts = [a.context_tokens for a in agents if a.context_tokens]
-        if now - self._last_history >= 1.0:
-            self._last_history = now
-            self.metrics.record_history(shares, contexts)
-        tier_views = tuple(
-            TierView.from_result(r, share, tuple(h))
-            for r, share, h in zip(results, shares, self.metrics.compliance_history, strict=True))
-        mean, p50, p95, cmax = context_stats(contexts)
-        context = ContextView(mean, p50, p95, cmax, tuple(self.metrics.context_history_mean),
-                              tuple(self.metrics.context_history_p95), self.metrics.growth_per_turn)
+        return build_frame(self, time.monotonic())
+
+    def take_events(self) -> tuple[str, ...]:
         events = tuple(self._events)
         self._events.clear()
-        return Frame(
-            seq=self._seq, elapsed_s=now - self._t0, wall_time=time.time(), profile=self.profile_name,
-            target_agents=lg.target if lg else self.options.agents, active_agents=lg.active if lg else 0,
-            in_work_agents=in_work, paused=bool(lg and lg.paused), recording=self.options.recording,
-            requests_completed=self.metrics.completed, requests_failed=self.metrics.failed,
-            output_tokens=self.metrics.output_tokens, output_tokens_per_s=self.metrics.output_tokens_per_s(now),
-            effective_concurrency=self.metrics.effective_concurrency, steady=steady, tiers=tier_views,
-            context=context, power=self._power_view(lg.active if lg else 0), server=self._server_view(),
-            client=self._client_view(), agents=self._agent_rows(agents), events=events,
-            search=self.search_view() if self.search_view else None,
-        )
+        return events
 
-    def _agent_rows(self, agents: list) -> AgentRows:
-        agents.sort(key=lambda a: a.agent_id)
-        tiers = self.tiers
-        passes = []
-        for a in agents:
-            rec = a.last_record
-            if rec is None:
-                passes.append(tuple(None for _ in tiers))
-            else:
-                tps = rec.output_tps if rec.ok else 0.0
-                ttft = rec.ttft_s if rec.ok else math.inf
-                passes.append(tuple((tps or 0.0) >= t.output_tps and (ttft if ttft is not None else math.inf)
-                                    <= t.ttft_s for t in tiers))
-        return AgentRows(
-            ids=tuple(a.agent_id for a in agents), states=tuple(a.live_state for a in agents),
-            trajectories=tuple(a.trajectory_id for a in agents),
-            turns=tuple(a.turn_index + 1 if a.turn_count else 0 for a in agents),
-            turn_counts=tuple(a.turn_count for a in agents), context_tokens=tuple(a.context_tokens for a in agents),
-            last_ttft_s=tuple(a.last_ttft_s for a in agents), last_tps=tuple(a.last_tps for a in agents),
-            rolling_tps=tuple(a.rolling_tps for a in agents), tier_pass=tuple(passes),
-            failures=tuple(a.failures for a in agents))
+    @property
+    def seq(self) -> int:
+        return self._seq
 
-    def _power_view(self, active_agents: int) -> PowerView:
-        server = self.server
-        boundary = server.boundary if server else "gpu"
-        recent = self._power_recent
-        if not recent:
-            note = "no power source yet" if server else ""
-            if server and not server.dcgm_urls and not server.use_nvml:
-                note = "no power source configured (no NVML, no dcgm_urls)"
-            return PowerView(boundary=boundary, boundary_text=BOUNDARY_TEXT.get(boundary, boundary), note=note)
-        from agentperf_tui.telemetry.sampler import average_power_w
+    @property
+    def started_at(self) -> float:
+        return self._t0
 
-        last = recent[-1]
-        per_gpu = tuple(float(g.power_w or 0.0) for g in last.gpus)
-        labels = tuple(f"{g.host}:{g.gpu}" for g in last.gpus)
-        # current power: energy delta over the last ~5 s (falls back to the sampled watts)
-        current = None
-        for older in recent:
-            if last.t_s - older.t_s <= 5.0 and last.t_s - older.t_s >= 0.5:
-                current = average_power_w(older, last)
-                break
-        if current is None:
-            current = last.total_power_w
-        energy = avg = tpj = None
-        first = self._power_first
-        if first is not None and last is not first:
-            if first.total_energy_j is not None and last.total_energy_j is not None:
-                energy = last.total_energy_j - first.total_energy_j
-            avg = average_power_w(first, last)
-            tokens = self.metrics.output_tokens - self._power_tokens0
-            if energy:
-                tpj = tokens / energy
-        apm = active_agents / (current / 1e6) if current else None
-        source = last.gpus[0].source if last.gpus else ""
-        return PowerView(per_gpu_w=per_gpu, gpu_labels=labels, total_w=current, energy_j=energy, avg_power_w=avg,
-                         tokens_per_joule=tpj, agents_per_mw=apm, boundary=boundary,
-                         boundary_text=BOUNDARY_TEXT.get(boundary, boundary), source=source)
+    @property
+    def load_started_at(self) -> float | None:
+        return self._load_t0
 
-    def _server_view(self) -> ServerView:
-        m = self._server_metrics
-        s = self.server
-        base = {"state": self.server_state, "url": s.base_url if s else "", "version": s.version if s else "",
-                "fingerprint": s.fingerprint if s else ""}
-        if m is None:
-            return ServerView(**base)
-        return ServerView(**base, running_reqs=m.running_reqs, queued_reqs=m.queued_reqs, token_usage=m.token_usage,
-                          cache_hit_rate=m.cache_hit_rate, gen_throughput_tps=m.gen_throughput_tps,
-                          spec_accept_length=m.spec_accept_length, used_tokens=m.used_tokens,
-                          max_total_tokens=m.max_total_tokens)
+    @property
+    def server_metrics(self) -> ServerMetrics | None:
+        return self._server_metrics
 
-    def _client_view(self, sample_cpu: bool = True) -> ClientView:
+    @property
+    def power_readings(self) -> tuple[PowerReading, ...]:
+        return tuple(self._power_recent)
+
+    @property
+    def loop_lag(self) -> LoopLagMeter:
+        return self._lag
+
+    def validity_reasons(self, now: float | None = None) -> list[str]:
+        """Why the client or the server is not measurable right now (empty: measurable)."""
+        now = time.monotonic() if now is None else now
         reasons = []
         if self._lag.max_ms > LOOP_LAG_INVALID_MS:
             reasons.append(f"client loop lag {self._lag.max_ms:.0f} ms > {LOOP_LAG_INVALID_MS:.0f} ms")
@@ -533,13 +532,20 @@ class Session:
         if self._twin_problem:
             reasons.append(self._twin_problem)
         lg = self.loadgen
-        workers = lg.worker_health() if lg is not None else []
         if lg is not None:
-            reasons.extend(lg.worker_problems(time.monotonic(), LOOP_LAG_INVALID_MS))
+            reasons.extend(lg.worker_problems(now, LOOP_LAG_INVALID_MS))
+            if now < self._resplit_until:
+                reasons.append(f"worker re-split: agents moved to {lg.worker_count} worker processes")
         if lg is not None and lg.all_started_at is not None and lg.target > 0 and not lg.paused:
             held = self.metrics.recent_concurrency / lg.target
-            if held < CONCURRENCY_HELD_MIN and time.monotonic() - lg.all_started_at > 5.0:
+            if held < CONCURRENCY_HELD_MIN and now - lg.all_started_at > 5.0:
                 reasons.append(f"effective concurrency {held:.1%} of target < {CONCURRENCY_HELD_MIN:.0%}")
+        return reasons
+
+    def _client_view(self, sample_cpu: bool = True) -> ClientView:
+        reasons = self.validity_reasons()
+        lg = self.loadgen
+        workers = lg.worker_health() if lg is not None else []
         try:
             cpu = self._proc.cpu_percent(None) if sample_cpu else self._last_cpu
             self._last_cpu = cpu
@@ -558,41 +564,9 @@ class Session:
         return self.summary
 
     def build_summary(self) -> dict[str, Any]:
-        now = time.monotonic()
-        steady_at = self.steady_since()
-        start = steady_at if steady_at is not None else (self._load_t0 or now)
-        results, completed, failed, tokens = self.metrics.judge_since(start, now, self.unfinished_ttfts(start, now))
-        agents = list(self.loadgen.agents.values()) if self.loadgen else []
-        mean, p50, p95, cmax = context_stats([a.context_tokens for a in agents if a.context_tokens])
-        power = self._power_view(self.loadgen.active if self.loadgen else 0)
-        window = max(0.0, now - start)
-        return {
-            "tool": "agentperf-tui", "version": __version__, "profile": self.profile_name,
-            "server": {"url": self.server.base_url if self.server else "", "version": self.server.version
-                       if self.server else "", "fingerprint": self.server.fingerprint if self.server else "",
-                       "state": self.server_state},
-            "agents": self.loadgen.target if self.loadgen else self.options.agents,
-            "duration_s": round(now - self._load_t0, 3) if self._load_t0 else 0.0,
-            "steady_window_s": round(window, 3),
-            "stop_reason": self.stop_reason,
-            "requests": {"completed": completed, "failed": failed,
-                         "completed_all": self.metrics.completed, "failed_all": self.metrics.failed},
-            "output_tokens": tokens,
-            "output_tokens_per_s": round(tokens / window, 3) if window > 0 else 0.0,
-            "effective_concurrency": round(self.metrics.effective_concurrency, 3),
-            "context_tokens": {"mean": round(mean, 1), "p50": p50, "p95": p95, "max": cmax},
-            "tiers": [r.to_dict() for r in results],
-            "power": {"boundary": power.boundary, "avg_power_w": power.avg_power_w, "energy_j": power.energy_j,
-                      "tokens_per_joule": power.tokens_per_joule, "source": power.source, "note": power.note},
-            "failure_causes": dict(self.metrics.failure_causes),
-            "client": self._client_summary(),
-        }
+        from agentperf_tui.engine.summary import build_summary
 
-    def _client_summary(self) -> dict[str, Any]:
-        view = self._client_view(sample_cpu=False)
-        return {"valid": view.valid, "invalid_reasons": list(view.invalid_reasons),
-                "loop_lag_max_ms": round(self._lag.max_ms, 1), "workers": view.workers,
-                "worker_loop_lag_max_ms": round(view.worker_lag_max_ms, 1)}
+        return build_summary(self, time.monotonic())
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

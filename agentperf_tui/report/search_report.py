@@ -38,31 +38,73 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def headline(report: dict[str, Any]) -> str:
+    """What kind of answer this is, in one line: stopped / unresolved / finished, estimate, twin."""
+    status = report.get("status") or ("finished" if report.get("done") else "stopped")
+    if status == "stopped":
+        head = f"**Stopped: {report.get('stopped') or 'stopped'}** - the maximums below are what was shown before it stopped."
+    elif status == "unresolved":
+        head = "**Unresolved** - not every tier's bracket was narrowed to the resolution."
+    else:
+        head = "Finished: every tier resolved."
+    if report.get("estimate", report.get("mode") == "quick"):
+        head += " Quick mode: an estimate on short windows, not AA's certify rules."
+    if report.get("mode") == "custom":
+        head += f" Custom rules (from {report.get('base_mode')}): see settings."
+    if report.get("twin"):
+        head += " Simulated: these numbers come from the digital twin, not real GPUs."
+    return head
+
+
+def _answer(t: dict[str, Any]) -> str:
+    hi = t.get("fail_above", t["bracket"][1])
+    verdict = t.get("fail_above_verdict") or "fail"
+    above = f"{verdict} at {hi}" if hi is not None else "no failing count found"
+    why = f"; {t['why_zero']}" if t.get("why_zero") else ""
+    return f"{t['max_agents']} ({above}{why})"
+
+
+def _sample(t: dict[str, Any]) -> str:
+    s = t.get("sample")
+    if not s:
+        return "n/a"
+    return f"{s['finished']} req / {s['duration_s']:.0f} s" + (f" (+{s['in_flight']} in flight)" if s["in_flight"] else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Agent capacity: {report['profile']}",
+        f"# Agent capacity: {report.get('profile', '')}",
+        "",
+        headline(report),
         "",
         f"Mode **{report['mode']}**, {report['gpus']} GPUs, power boundary **{report['power_boundary']}**, "
         f"{report['phases_run']} phases in {report['elapsed_s'] / 60:.1f} min. Server {report['server']['url']} "
         f"{report['server']['version']} (fingerprint {report['server']['fingerprint'] or 'n/a'}).",
         "",
-        "| tier | target | max agents | agents/GPU | agents/MW | avg power | tokens/J | bracket |",
+        "| tier | target | max agents (first count above) | sample | agents/GPU | agents/MW | avg power | tokens/J |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in report["tiers"]:
         lines.append(
-            f"| {t['name']} | {t['output_tps']:g} tok/s, {t['ttft_s']:g} s | {t['max_agents']} | "
+            f"| {t['name']} | {t['output_tps']:g} tok/s, {t['ttft_s']:g} s | {_answer(t)} | {_sample(t)} | "
             f"{t['agents_per_gpu']:.2f} | {_fmt(t['agents_per_mw'], ',.0f')} | {_fmt(t['avg_power_w'], ',.0f', ' W')} | "
-            f"{_fmt(t['tokens_per_joule'], '.3f')} | {t['bracket'][0]}..{t['bracket'][1] or 'open'} |")
+            f"{_fmt(t['tokens_per_joule'], '.3f')} |")
+    notes = [f"- {t['name']}: non-monotone: {'; '.join(t['non_monotone'])}" for t in report["tiers"]
+             if t.get("non_monotone")]
+    if notes:
+        lines += ["", *notes]
     lines += ["", "## Phases", "", "| # | agents | s | requests | " +
               " | ".join(f"{t['name']} P25 tok/s / P95 TTFT s" for t in report["tiers"]) + " | power | valid |",
               "|---|---|---|---|" + "---|" * len(report["tiers"]) + "---|---|"]
     for i, p in enumerate(report["phases"], 1):
         cells = [f"{_fmt(t['output_tps_p25'])} / {_fmt(t['ttft_p95_s'], '.2f')} "
-                 f"{'PASS' if t['pass'] else 'FAIL'}" for t in p["tiers"]]
-        lines.append(f"| {i} | {p['agents']} | {p['duration_s']:.0f} | {p['requests']['completed']} | "
+                 f"{(t.get('verdict') or ('pass' if t['pass'] else 'fail')).upper()}" for t in p["tiers"]]
+        r = p["requests"]
+        finished = r.get("finished", r["completed"] + r.get("failed", 0))
+        lines.append(f"| {i} | {p['agents']} | {p['duration_s']:.0f} | {finished}"
+                     + (f" +{r['in_flight']} in flight" if r.get("in_flight") else "") + " | "
                      + " | ".join(cells) + f" | {_fmt(p['avg_power_w'], ',.0f', ' W')} | "
-                     + ("yes" if p["valid"] else f"no: {p['invalid']}") + " |")
+                     + ("yes" if p["valid"] else f"{p.get('status', 'invalid')}: {p['invalid']}") + " |")
     lines += ["", "Charts: speed_vs_agents.svg, ttft_vs_agents.svg, power_vs_agents.svg.", ""]
     return "\n".join(lines)
 

@@ -62,6 +62,7 @@ class AgentPerfApp(App[int]):
         Binding("slash", "scale(0.5)", "/2", id="agents.halve", key_display="/"),
         Binding("p,space", "pause", "pause", id="load.pause"),
         Binding("s", "search", "search", id="search.start"),
+        Binding("x", "abort_search", "abort search", id="search.abort"),
         Binding("o", "sort", "sort", id="agents.sort", show=False),
         Binding("O", "reverse", "reverse", id="agents.reverse", show=False),
         Binding("f", "filter", "filter", id="agents.filter", show=False),
@@ -197,7 +198,7 @@ class AgentPerfApp(App[int]):
         return "  |  ".join(parts)
 
     # -- actions ------------------------------------------------------------------------------
-    LIVE_ONLY = frozenset({"agents", "scale", "search"})
+    LIVE_ONLY = frozenset({"agents", "scale", "search", "abort_search"})
     REPLAY_ONLY = frozenset({"speed", "seek", "phase"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -225,10 +226,20 @@ class AgentPerfApp(App[int]):
         if self.replay or not self.search_available or not hasattr(self.controller, "start_search"):
             self.notify("auto-search is not available here", severity="warning")
             return
-        from agentperf_tui.engine.autosearch import SearchSettings
+        from agentperf_tui.engine.search_driver import SearchSettings
 
         self.controller.start_search(SearchSettings.for_mode("quick"))
         self.notify("auto-search started (quick mode)")
+
+    def action_abort_search(self) -> None:
+        if self.replay or not hasattr(self.controller, "abort_search"):
+            self.notify("no live search to abort here", severity="warning")
+            return
+        if not getattr(self.controller, "searching", False):
+            self.notify("no auto-search running", severity="warning")
+            return
+        self.controller.abort_search("aborted by operator")
+        self.notify("auto-search: abort requested (the report will say stopped)")
 
     def action_sort(self) -> None:
         key = self.query_one(AgentTable).cycle_sort()
@@ -309,6 +320,7 @@ class AgentPerfApp(App[int]):
             ("Agents /2", "halve the agents", lambda: self.action_scale(0.5)),
             ("Pause / resume load", "agents finish their turn and wait", self.action_pause),
             ("Start auto-search", "find the max agents per SLO tier", self.action_search),
+            ("Abort auto-search", "stop the running search; its report says stopped", self.action_abort_search),
             ("Sort agents", "cycle the Agents table's sort column", self.action_sort),
             ("Filter agents", "all / failing / decode / tool", self.action_filter),
             ("Help", "keys and metric definitions", self.action_help),

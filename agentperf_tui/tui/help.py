@@ -11,7 +11,8 @@ from textual.widgets import Static
 KEYS = """[b]Keys[/b]
   + / -      agents +1 / -1            ] / [      agents +10 / -10
   * / /      double / halve agents     p          pause / resume load (agents finish their turn)
-  s          start the auto-search     1..7       maximize a panel (again or Esc restores)
+  s          start the auto-search     x          abort the running search (report: stopped)
+  1..7       maximize a panel (again or Esc restores)
   o / O      sort the Agents table / reverse       f    filter: all, failing, decode, tool
   ?          this help                 q          quit (asks first while load runs: y / n)
   ctrl+p     command palette (every action above)
@@ -23,12 +24,15 @@ METRICS = """[b]Definitions[/b]
                       (reasoning, content or tool call), timed when the bytes arrive.
   output speed        (output tokens - 1) / (time of last token - time of first token), tok/s;
                       excludes TTFT. Output tokens come from the server's usage chunk.
-  P25 speed, P95 TTFT percentiles over the window's requests (linear interpolation); a failed
-                      request counts as speed 0 and TTFT infinite.
-  tier pass           P25 speed >= tier tok/s AND P95 TTFT <= tier seconds (AA-AgentPerf's rule).
-  compliance          share of the window's requests meeting both targets of a tier.
-  window              requests finished in the last 60 s (live); summaries count requests sent
-                      after every agent of the target had started.
+  P25 speed, P95 TTFT nearest-rank percentiles over the window's requests (so P95 TTFT <= L is
+                      exactly ">= 95 % of requests within L"); a failed request counts as speed 0
+                      and TTFT infinite.
+  tier verdict        PASS: P25 speed >= tier tok/s AND P95 TTFT <= tier seconds (AA's rule) even
+                      if every request still in flight turned out slow, on >= 20 finished requests.
+                      FAIL: misses whatever the in-flight requests do. UNDECIDED: otherwise.
+  compliance          share of the window's finished requests meeting both targets of a tier.
+  window              requests sent in the last 60 s, in flight included (live); summaries: sent in
+                      the steady window (30 s after every agent of the last target had started).
   effective concurrency  time-average of agents with a request in flight or in tool time.
   context tokens      prompt + output tokens of an agent's latest call; growth = prompt increase
                       between consecutive turns (tok/turn).

@@ -18,15 +18,27 @@ class SearchPanel(Static):
             return
         lines = []
         for b in s["brackets"]:
-            hi = "open" if b["hi"] is None else b["hi"]
-            lines.append(f"[b]{b['name']}[/b] best {b['lo']} agents, bracket {b['lo']}..{hi}")
+            if b["hi"] is None:
+                above = "no failing count yet"
+            else:
+                above = f"{b.get('hi_verdict') or 'fail'} at {b['hi']}"
+            done = " ✓" if b.get("resolved") else ""
+            lines.append(f"[b]{b['name']}[/b] max {b['lo']} agents ({above}){done}")
         current = s.get("current")
-        if current:
+        status = s.get("status") or ("finished" if s.get("done") else "running")
+        if current and status == "running":
             lines.append(f"now: {current['agents']} agents, {current['stage']}")
-        state = "done" if s.get("done") else f"ETA ~{fmt.clock(s.get('eta_s') or 0)}"
+        if status == "stopped":
+            state = f"[$error b]stopped: {s.get('stopped') or 'stopped'}[/]"
+        elif status == "finished" or s.get("done"):
+            state = "finished"
+        else:
+            state = f"ETA ~{fmt.clock(s.get('eta_s') or 0)} (x: abort)"
         lines.append(f"{s['mode']} mode · {len(s['phases'])} phases · {state}")
+        marks_of = {"pass": "✓", "fail": "✗", "undecided": "?"}
         for p in s["phases"][-6:]:
-            marks = " ".join(f"{t['name'][-1]}:{'✓' if t['pass'] else '✗'}" for t in p["tiers"])
-            valid = "" if p["valid"] else " [$error]invalid[/]"
+            marks = " ".join(f"{t['name'][-1]}:{marks_of.get(t.get('verdict') or ('pass' if t['pass'] else 'fail'))}"
+                             for t in p["tiers"])
+            valid = "" if p["valid"] else f" [$error]{p.get('status', 'invalid')}[/]"
             lines.append(f"  {p['agents']:>5} agents {p['duration_s']:>4.0f} s  {marks}{valid}")
         fmt.update_if_changed(self, "\n".join(lines))

@@ -11,16 +11,20 @@ from agentperf_tui.tui import format as fmt
 
 
 def tier_text(t: TierView) -> str:
+    shown = t.shown_verdict
     if t.requests == 0:
         verdict = "[dim]no requests yet[/dim]"
-    elif t.passed:
+    elif shown == "pass":
         verdict = "[$success b]PASS[/]"
-    else:
+    elif shown == "fail":
         verdict = "[$error b]FAIL[/]"
+    else:
+        verdict = "[$warning b]UNDECIDED[/]"
     speed_margin = "" if t.speed_margin is None else f" {t.speed_margin:+.0%}"
     ttft_margin = "" if t.ttft_margin is None else f" {t.ttft_margin:+.0%}"
     return (f"[b]{t.name}[/b] ≥{t.output_tps:g} tok/s ≤{t.ttft_s:g} s  {verdict}  "
-            f"[dim]{t.requests} req, {fmt.pct(t.compliance)} ok[/dim]\n"
+            f"[dim]{t.requests} req" + (f" ({t.in_flight} in flight)" if t.in_flight else "")
+            + f", {fmt.pct(t.compliance)} ok[/dim]\n"
             f" P25 {fmt.num(t.output_tps_p25, '.1f', ' tok/s')}{speed_margin}"
             f" · P95 TTFT {fmt.num(t.ttft_p95_s, '.2f', ' s')}{ttft_margin}")
 

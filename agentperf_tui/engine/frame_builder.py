@@ -1,0 +1,121 @@
+"""Builds the immutable Frame a front end shows from a Session's state. Reads only: measurement
+state (concurrency integral, window account, history) is advanced by ``Session.tick``."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from agentperf_tui.engine.frames import AgentRows, ContextView, Frame, PowerView, ServerView, TierView
+from agentperf_tui.engine.metrics import context_stats
+
+if TYPE_CHECKING:
+    from agentperf_tui.engine.session import Session
+
+BOUNDARY_TEXT = {
+    "gpu": "GPU boards only (sum of per-GPU energy counters) - AA-AgentPerf's boundary",
+    "node": "whole node(s) from BMC/Redfish",
+    "rack": "whole rack from BMC/Redfish",
+}
+
+
+def build_frame(session: Session, now: float) -> Frame:
+    import time
+
+    lg = session.loadgen
+    agents = list(lg.agents.values()) if lg else []
+    steady = lg is not None and lg.all_started_at is not None
+    in_work = sum(1 for a in agents if a.in_work)
+    verdicts, shares = session.metrics.live_verdicts(now, session.in_flight())
+    contexts = [a.context_tokens for a in agents if a.context_tokens]
+    m = session.metrics
+    tier_views = tuple(TierView.from_verdict(v, share, tuple(h))
+                       for v, share, h in zip(verdicts, shares, m.compliance_history, strict=True))
+    mean, p50, p95, cmax = context_stats(contexts)
+    context = ContextView(mean, p50, p95, cmax, tuple(m.context_history_mean), tuple(m.context_history_p95),
+                          m.growth_per_turn)
+    return Frame(
+        seq=session.seq, elapsed_s=now - session.started_at, wall_time=time.time(), profile=session.profile_name,
+        target_agents=lg.target if lg else session.options.agents, active_agents=lg.active if lg else 0,
+        in_work_agents=in_work, paused=bool(lg and lg.paused), recording=session.options.recording,
+        requests_completed=m.completed, requests_failed=m.failed, output_tokens=m.output_tokens,
+        output_tokens_per_s=m.output_tokens_per_s(now), effective_concurrency=m.effective_concurrency,
+        steady=steady, tiers=tier_views, context=context, power=power_view(session, lg.active if lg else 0),
+        server=server_view(session), client=session._client_view(), agents=agent_rows(session, agents),
+        events=session.take_events(), search=session.search_view() if session.search_view else None,
+    )
+
+
+def agent_rows(session: Session, agents: list) -> AgentRows:
+    agents.sort(key=lambda a: a.agent_id)
+    tiers = session.tiers
+    passes = []
+    for a in agents:
+        rec = a.last_record
+        if rec is None:
+            passes.append(tuple(None for _ in tiers))
+        else:
+            tps = rec.output_tps if rec.ok else 0.0
+            ttft = rec.ttft_s if rec.ok else math.inf
+            passes.append(tuple((tps or 0.0) >= t.output_tps and (ttft if ttft is not None else math.inf)
+                                <= t.ttft_s for t in tiers))
+    return AgentRows(
+        ids=tuple(a.agent_id for a in agents), states=tuple(a.live_state for a in agents),
+        trajectories=tuple(a.trajectory_id for a in agents),
+        turns=tuple(a.turn_index + 1 if a.turn_count else 0 for a in agents),
+        turn_counts=tuple(a.turn_count for a in agents), context_tokens=tuple(a.context_tokens for a in agents),
+        last_ttft_s=tuple(a.last_ttft_s for a in agents), last_tps=tuple(a.last_tps for a in agents),
+        rolling_tps=tuple(a.rolling_tps for a in agents), tier_pass=tuple(passes),
+        failures=tuple(a.failures for a in agents))
+
+
+def power_view(session: Session, active_agents: int) -> PowerView:
+    """Current power (energy delta over the last ~5 s), and energy / average power / tokens per joule
+    over the steady window so far (between its first and latest energy readings)."""
+    from agentperf_tui.telemetry.sampler import average_power_w
+
+    server = session.server
+    boundary = server.boundary if server else "gpu"
+    recent = session.power_readings
+    if not recent:
+        note = "no power source yet" if server else ""
+        if server and not server.dcgm_urls and not server.use_nvml:
+            note = "no power source configured (no NVML, no dcgm_urls)"
+        return PowerView(boundary=boundary, boundary_text=BOUNDARY_TEXT.get(boundary, boundary), note=note)
+    last = recent[-1]
+    per_gpu = tuple(float(g.power_w or 0.0) for g in last.gpus)
+    labels = tuple(f"{g.host}:{g.gpu}" for g in last.gpus)
+    current = None
+    for older in recent:
+        if 0.5 <= last.t_s - older.t_s <= 5.0:
+            current = average_power_w(older, last)
+            break
+    if current is None:
+        current = last.total_power_w
+    energy = avg = tpj = None
+    first, latest = session.account.power_readings()
+    if first is not None and latest is not None and latest is not first:
+        avg = average_power_w(first, latest)
+        if avg is not None:
+            energy = avg * (latest.t_s - first.t_s)
+            tokens = session.metrics.tokens_arrived(first.t_s, latest.t_s)
+            tpj = tokens / energy if energy > 0 else None
+    apm = active_agents / (current / 1e6) if current else None
+    source = last.gpus[0].source if last.gpus else ""
+    return PowerView(per_gpu_w=per_gpu, gpu_labels=labels, total_w=current, energy_j=energy, avg_power_w=avg,
+                     tokens_per_joule=tpj, agents_per_mw=apm, boundary=boundary,
+                     boundary_text=BOUNDARY_TEXT.get(boundary, boundary), source=source,
+                     note="" if first is not None else "energy and tokens/J start with the steady window")
+
+
+def server_view(session: Session) -> ServerView:
+    m = session.server_metrics
+    s = session.server
+    base = {"state": session.server_state, "url": s.base_url if s else "", "version": s.version if s else "",
+            "fingerprint": s.fingerprint if s else ""}
+    if m is None:
+        return ServerView(**base)
+    return ServerView(**base, running_reqs=m.running_reqs, queued_reqs=m.queued_reqs, token_usage=m.token_usage,
+                      cache_hit_rate=m.cache_hit_rate, gen_throughput_tps=m.gen_throughput_tps,
+                      spec_accept_length=m.spec_accept_length, used_tokens=m.used_tokens,
+                      max_total_tokens=m.max_total_tokens)

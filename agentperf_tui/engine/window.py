@@ -1,0 +1,115 @@
+"""The run's steady window and its validity account: when the load held its target, and whether it was measurable.
+
+The steady window opens ``settle_s`` after every agent of the *last* target has started (AA
+counts requests once all agents have been active >= 30 s) and closes when the run ends; a
+target change closes it and a new one opens once the new target is reached and settled. If the
+run ended before that, there was no steady window, and the summary says so.
+
+Validity is kept per frame tick (4 Hz) over the whole run, so a window that was starved in the
+middle is reported invalid with the seconds and reasons, not only when its last second was bad.
+Power readings are taken at the window's first tick and its last, so power and tokens per joule
+cover the steady window only.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyWindow:
+    """The window a summary judges: [start, end) in monotonic seconds, and the target it held."""
+
+    start: float
+    end: float
+    target: int
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+class RunAccount:
+    """Tracks target changes, the steady window and per-tick validity for one run."""
+
+    def __init__(self, settle_s: float = 30.0):
+        self.settle_s = settle_s
+        self.target = 0
+        self.target_since: float | None = None
+        self.all_started_at: float | None = None
+        self._tick_t = array("d")
+        self._tick_valid = array("b")
+        self._reasons: dict[str, float] = {}  # reason kind -> invalid seconds (inside the open window)
+        self._reason_text: dict[str, str] = {}
+        self._last_tick: float | None = None
+        self._power_first: Any = None
+        self._power_last: Any = None
+        self.last_end: float | None = None
+
+    def on_target(self, now: float, target: int) -> None:
+        if target != self.target or self.target_since is None:
+            self.target = target
+            self.target_since = now
+            self.all_started_at = None
+            self._reasons.clear()
+            self._reason_text.clear()
+            self._power_first = None
+
+    @property
+    def steady_from(self) -> float | None:
+        """When the current window opened (None: not yet; the target was not reached and settled)."""
+        if self.all_started_at is None or self.target <= 0:
+            return None
+        return self.all_started_at + self.settle_s
+
+    def tick(self, now: float, all_started_at: float | None, paused: bool, invalid_reasons: tuple[str, ...],
+             power: Any = None) -> None:
+        """One frame tick: the load's state and the client/server validity reasons right now."""
+        if all_started_at is not None and self.all_started_at is None and not paused:
+            self.all_started_at = max(all_started_at, self.target_since or all_started_at)
+        if paused:  # a paused load holds nothing: the window restarts after it resumes
+            self.all_started_at = None
+            self._reasons.clear()
+            self._power_first = None
+        dt = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
+        self._last_tick = now
+        self._tick_t.append(now)
+        self._tick_valid.append(0 if invalid_reasons else 1)
+        start = self.steady_from
+        if start is not None and now >= start:
+            if self._power_first is None and power is not None:
+                self._power_first = power
+            if power is not None:
+                self._power_last = power
+            for reason in invalid_reasons:
+                kind = " ".join(reason.split(" ")[:2])
+                self._reasons[kind] = self._reasons.get(kind, 0.0) + dt
+                self._reason_text.setdefault(kind, reason)
+
+    def window(self, now: float) -> SteadyWindow | None:
+        start = self.steady_from
+        if start is None or now <= start:
+            return None
+        return SteadyWindow(start, now, self.target)
+
+    def invalid_seconds(self, t_from: float, t_to: float) -> float:
+        """Seconds in [t_from, t_to) whose tick found the client or server not measurable."""
+        total = 0.0
+        prev = None
+        for t, ok in zip(self._tick_t, self._tick_valid, strict=True):
+            if prev is not None and not ok:
+                a, b = max(prev, t_from), min(t, t_to)
+                if b > a:
+                    total += b - a
+            prev = t
+        return total
+
+    def invalid_reasons(self) -> list[dict[str, Any]]:
+        """Each kind of problem seen inside the open window: its first reading and how long it lasted."""
+        return [{"reason": self._reason_text[k], "seconds": round(s, 2)} for k, s in self._reasons.items()]
+
+    def power_readings(self) -> tuple[Any, Any]:
+        """(first, last) energy readings inside the open window."""
+        return self._power_first, self._power_last
