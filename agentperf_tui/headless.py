@@ -95,7 +95,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     held = summary.get("agents")
     target = summary.get("target_agents", held)
     if window is None and "steady_window" in summary:
-        head = (f"summary: profile {summary['profile']}{twin}, target {target} agents, {summary['duration_s']:.0f} s; "
+        head = (f"summary: profile {summary['profile']}{twin}, target {target} agents "
+                f"({_n(summary.get('held_agents_recent'), '.2f')} held over the last 10 s), {summary['duration_s']:.0f} s; "
                 f"{summary.get('steady_window_note', 'no steady window')} ({summary['stop_reason']})")
     else:
         head = (f"summary: profile {summary['profile']}{twin}, {_n(held, '.2f')} agents held (target {target}), "

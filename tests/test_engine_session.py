@@ -16,19 +16,21 @@ from agentperf_tui.twin.server import TwinServer
 from .test_engine_loadgen import small_workload
 
 
-def make_session(frames: list[Frame], agents: int = 2) -> tuple[Session, list]:
+def make_session(frames: list[Frame], agents: int = 2, twin_args: tuple[str, ...] = (), settle_s: float = 30.0,
+                 target: int = 8) -> tuple[Session, list]:
     servers: list[TestServer] = []
 
     async def start(_session: Session) -> ServerHandle:
-        server = TestServer(TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8"])).app(), host="127.0.0.1")
+        args = parse_twin_args(["--hardware", "h200", "--tp", "8", *twin_args])
+        server = TestServer(TwinServer(args).app(), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
         return ServerHandle(base_url=str(server.make_url("/")).rstrip("/"), model="m", gpus=8, dcgm_urls=[],
                             metrics_url=None, use_nvml=False, boundary="gpu", stop=server.close)
 
-    options = RunOptions(agents=agents, duration_s=None, frame_hz=10, ramp_s=0.1)
+    options = RunOptions(agents=agents, duration_s=None, frame_hz=10, ramp_s=0.1, settle_s=settle_s)
     session = Session(profile_name="test", options=options, tiers=AA_DSV4_PRO_TIERS,
-                      workload_loader=lambda: small_workload(turns=3, target=8, delay=0.05),
+                      workload_loader=lambda: small_workload(turns=3, target=target, delay=0.05),
                       server_starter=start, sinks=[frames.append])
     return session, servers
 
@@ -125,3 +127,37 @@ async def test_requests_still_waiting_at_the_end_count_for_ttft_instead_of_vanis
     assert tier1["requests"] == 3 and tier1["in_flight"] == 3  # still waiting at the end: judged ...
     assert tier1["ttft_p95_s"] >= 1.0  # ... by how long they had waited (sent ~0.5 s in), not left out
     assert not tier1["pass"] and tier1["verdict"] == "undecided"  # waited 1.5 s of 10: could still pass
+
+
+async def test_a_target_changed_just_before_the_end_reports_no_steady_window_and_what_was_held():
+    frames: list[Frame] = []
+    session, _ = make_session(frames, agents=2, settle_s=2.0)
+    task = asyncio.create_task(session.run())
+    while not frames or frames[-1].requests_completed < 6:
+        await asyncio.sleep(0.1)
+    session.set_target(14)
+    await asyncio.sleep(1.0)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 15)
+    assert summary["steady_window"] is None and summary["steady_window_note"].startswith("no steady window")
+    assert summary["agents"] is None and summary["target_agents"] == 14
+    assert summary["held_agents_recent"] is not None and summary["held_agents_recent"] < 14
+    assert all(t["verdict"] == "undecided" and t["reason"] == "no steady window" for t in summary["tiers"])
+    from agentperf_tui.headless import summary_text
+
+    text = summary_text(summary)
+    assert "no steady window" in text and "14 agents held" not in text
+
+
+async def test_short_outputs_under_exact_are_failed_requests_with_their_cause():
+    frames: list[Frame] = []
+    session, _ = make_session(frames, agents=2, twin_args=("--fault-ignore-eos-drop-rate", "1.0"), settle_s=0.2,
+                              target=400)
+    task = asyncio.create_task(session.run())
+    while session.metrics.failed < 2:
+        await asyncio.sleep(0.1)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 15)
+    cause = "short output (server ignored ignore_eos?)"
+    assert summary["failure_causes"].get(cause, 0) >= 2 and summary["requests"]["completed_all"] == 0
+    assert any("ignore_eos" in w for w in summary["warnings"])

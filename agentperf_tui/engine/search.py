@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from agentperf_tui.engine.judge import FAIL, PASS, UNDECIDED
 from agentperf_tui.engine.slo import Tier
 
-UNDECIDED_RETRIES = 1  # an undecided count is measured at most 1 + this many times
+UNDECIDED_RETRIES = 2  # an undecided count is measured at most 1 + this many times (2x, then 4x longer)
 
 
 @dataclass

@@ -45,6 +45,7 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
         "stop_reason": session.stop_reason,
         "failure_causes": dict(m.failure_causes),
         "context": session.run_context(),
+        "held_agents_recent": _round(m.concurrency_between(now - 10.0, now), 2),  # last 10 s, any window
     }
     short = sum(v for k, v in m.failure_causes.items() if k.startswith(SHORT_OUTPUT))
     warnings = []
@@ -129,3 +130,7 @@ def _client_tail(session: Session) -> dict[str, Any]:
     view = session.client_health()
     return {"loop_lag_max_ms": round(session.loop_lag.max_ms, 1), "workers": view.workers,
             "worker_loop_lag_max_ms": round(view.worker_lag_max_ms, 1)}
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -21,6 +21,7 @@ FAULT_FIELDS = {
     "reset_rate": "share of requests whose connection is reset before any byte",
     "health_delay_s": "extra seconds /health_generate takes",
     "crash_after": "exit the twin after this many chat requests (0 = never)",
+    "ignore_eos_drop_rate": "share of requests whose ignore_eos is dropped (they stop at a natural length)",
 }
 
 
@@ -35,6 +36,7 @@ class Faults:
     reset_rate: float = 0.0
     health_delay_s: float = 0.0
     crash_after: int = 0
+    ignore_eos_drop_rate: float = 0.0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply ``{field: value}``; raises ValueError naming an unknown field or a bad value."""

@@ -358,7 +358,7 @@ class TwinServer:
                 f"tokens. You requested a total of {prompt_tokens + max_tokens} tokens: {prompt_tokens} tokens "
                 f"from the input messages and {max_tokens} tokens for the completion. Please reduce the number "
                 f"of tokens in the input messages or the completion to fit within the limit.")
-        ignore_eos = bool(body.get("ignore_eos"))
+        ignore_eos = bool(body.get("ignore_eos")) and not self.dice.hit(self.faults.ignore_eos_drop_rate)
         target = max_tokens if ignore_eos else self._natural_length(max_tokens)
         plan = self._output_plan(body, tools, target, ignore_eos)
         req = TwinRequest(self.cluster.next_id(), chain, prompt_tokens, target, route_key)
