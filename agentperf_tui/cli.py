@@ -278,6 +278,8 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
         app.run()
     finally:
         engine.stop()
+        if engine.summary is not None and session.search_report is not None:
+            engine.summary["search"] = session.search_report  # `report SESSION` rebuilds it from the recording
         _finish_recording(recorder, engine.summary)
     if engine.error is not None and not isinstance(engine.error, SystemExit):
         print(f"agentperf-tui: engine error: {engine.error}", file=sys.stderr)

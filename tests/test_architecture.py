@@ -44,3 +44,43 @@ def test_no_shell_true_anywhere():
             if isinstance(node, ast.Attribute) and node.attr in ("system", "popen") and \
                     isinstance(node.value, ast.Name) and node.value.id == "os":
                 raise AssertionError(f"{path}: os.{node.attr} builds a shell string")
+
+
+def engine_imports(path: Path) -> set[str]:
+    """Engine modules a module imports, anywhere but under ``if TYPE_CHECKING:`` (annotations only)."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module == "agentperf_tui.engine":
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agentperf_tui.engine."):
+            names.add(node.module.rsplit(".", 1)[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.rsplit(".", 1)[1] for a in node.names if a.name.startswith("agentperf_tui.engine."))
+    return names
+
+
+def test_no_import_cycle_in_the_engine():
+    graph = {p.stem: engine_imports(p) for p in (PACKAGE / "engine").glob("*.py")}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle in engine/: " + " -> ".join([*path, node, nxt]))
+            if not state.get(nxt):
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if not state.get(module):
+            visit(module, [])
+    assert graph["session"] >= {"judge", "search_driver", "live_sut", "summary", "frame_builder", "window"} - {"judge"}
+    assert "session" not in graph["search_driver"] and "session" not in graph["judge"]

@@ -161,3 +161,54 @@ async def test_short_outputs_under_exact_are_failed_requests_with_their_cause():
     cause = "short output (server ignored ignore_eos?)"
     assert summary["failure_causes"].get(cause, 0) >= 2 and summary["requests"]["completed_all"] == 0
     assert any("ignore_eos" in w for w in summary["warnings"])
+
+
+def search_session(frames: list[Frame], settings) -> Session:
+    from agentperf_tui.engine.slo import Tier
+
+    session, _ = make_session(frames, agents=settings.start_agents, settle_s=0.2)
+    session.tiers = (Tier("easy", 1.0, 5.0),)
+    session.metrics = type(session.metrics)(session.tiers, 60.0)
+    session.search_settings = settings
+    return session
+
+
+async def test_live_search_runs_phases_on_the_session_and_answers_with_a_count_that_ran():
+    from agentperf_tui.engine.search_driver import SearchSettings
+
+    settings = SearchSettings.for_mode("quick", start_agents=4, max_agents=8, settle_s=0.2, phase_s=6.0, looks=1,
+                                       max_phase_s=6.0, drain_s=5.0, ramp_s=0.1)
+    frames: list[Frame] = []
+    session = search_session(frames, settings)
+    phases: list[dict] = []
+    session.phase_sinks.append(phases.append)
+    await asyncio.wait_for(session.run(), 90)
+    report = session.search_report
+    assert report is not None and report["done"] and report["status"] == "finished", report["stopped"]
+    assert report["mode"] == "custom" and report["settings"]["phase_s"] == 6.0
+    (tier,) = report["tiers"]
+    assert tier["max_agents"] == 8 and report["phases"][tier["answer_phase"] - 1]["agents"] == 8
+    assert tier["sample"]["finished"] >= 20
+    assert [p["agents"] for p in phases] == [p["agents"] for p in report["phases"]]
+    assert all(p["status"] == "valid" and p["duration_s"] >= 6.0 for p in report["phases"])
+    assert session.exit_code == 0 and frames[-1].search["status"] == "finished"
+
+
+async def test_aborting_a_live_search_reports_stopped_and_a_nonzero_exit():
+    from agentperf_tui.engine.search_driver import SearchSettings
+
+    settings = SearchSettings.for_mode("quick", start_agents=2, max_agents=64, settle_s=0.2, phase_s=3.0,
+                                       ramp_s=0.1)
+    frames: list[Frame] = []
+    session = search_session(frames, settings)
+    task = asyncio.create_task(session.run())
+    while not frames or not (frames[-1].search and frames[-1].search["current"]
+                             and frames[-1].search["current"]["stage"] == "measuring"):
+        await asyncio.sleep(0.1)
+    session.abort_search("aborted by operator")
+    await asyncio.wait_for(task, 30)
+    report = session.search_report
+    assert report["status"] == "stopped" and report["stopped"] == "aborted by operator" and not report["done"]
+    assert session.exit_code == 3
+    assert session.stop_reason == "search stopped"
+    assert frames[-1].search["status"] == "stopped"

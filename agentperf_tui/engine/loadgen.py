@@ -47,6 +47,8 @@ class LoadGenerator:
         self.target = 0
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
+        self.crashes = 0
+        self.last_crash_at: float | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._granted_ids: deque[int] = deque()  # ids handed out by whoever shards the run (grant_ids)
         self._next_id = id_first  # else ids first, first + stride, ...: shards of one run never collide
@@ -136,6 +138,12 @@ class LoadGenerator:
             if agent.s.retiring:
                 return
             await agent.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an agent that raises is reported and invalidates the window, never silent
+            self.crashes += 1
+            self.last_crash_at = time.monotonic()
+            self.on_event(f"agent {aid} crashed: {type(exc).__name__}: {exc} (its slot is not refilled)")
         finally:
             self.agents.pop(aid, None)
             self._tasks.pop(aid, None)

@@ -55,7 +55,7 @@ class RunMetrics:
         self._last_sample_t: float | None = None
         self.failure_causes: dict[str, int] = {}
         self._dispatch: deque[tuple[float, float]] = deque()  # (t_send, dispatch delay s), last 10 s
-        self._recent_conc: deque[tuple[float, float]] = deque()  # (t, in-work agents), last 10 s
+        self._recent_conc: deque[tuple[float, float]] = deque()  # (t, in-work agents / target), last 10 s
 
     # -- intake ----------------------------------------------------------------------------------
     def add(self, record: RequestRecord) -> None:
@@ -146,25 +146,26 @@ class RunMetrics:
         return 1000.0 * (percentile(ordered, 99.0) or 0.0)
 
     @property
-    def recent_concurrency(self) -> float:
-        """Mean agents in work over the last 10 s of samples."""
+    def recent_held_share(self) -> float:
+        """Mean of agents in work / the target at each sample, over the last 10 s of steady samples
+        (a share, so samples taken before a target change cannot dilute it)."""
         if not self._recent_conc:
-            return 0.0
+            return 1.0
         return sum(n for _, n in self._recent_conc) / len(self._recent_conc)
 
-    def sample_concurrency(self, now: float, in_work: int, steady: bool) -> None:
+    def sample_concurrency(self, now: float, in_work: int, steady: bool, target: int = 0) -> None:
         self.conc_t.append(now)
         self.conc_n.append(in_work)
-        self._sample_recent(now, in_work, steady)
+        self._sample_recent(now, in_work, steady, target)
 
-    def _sample_recent(self, now: float, in_work: int, steady: bool) -> None:
+    def _sample_recent(self, now: float, in_work: int, steady: bool, target: int) -> None:
         """Integrate agents-in-work over steady time (time-average = effective concurrency).
 
         The recent (10 s) average used for the validity check only holds steady samples: a ramp
         after a target change is not a client that failed to hold its target.
         """
         if steady:
-            self._recent_conc.append((now, in_work))
+            self._recent_conc.append((now, in_work / target if target > 0 else 1.0))
         else:
             self._recent_conc.clear()
         while self._recent_conc and self._recent_conc[0][0] < now - 10.0:

@@ -314,11 +314,14 @@ class SearchDriver:
                     phase = p
             avg_power = phase["avg_power_w"] if phase else None
             sample = _tier_of(phase, tier.name) if phase else None
-            if not best:
-                why = (f"even {info['fail_above']} agent(s) {info['fail_above_verdict']}" if info["fail_above"]
-                       else "no count passed")
-            else:
+            if best:
                 why = ""
+            elif info["fail_above"] == 1:
+                why = "even 1 agent " + ("fails" if info["fail_above_verdict"] == "fail" else "stays undecided")
+            elif info["fail_above"]:
+                why = f"no count below {info['fail_above']} run yet"
+            else:
+                why = "no count passed"
             tiers.append({
                 **info, "output_tps": tier.output_tps, "ttft_s": tier.ttft_s,
                 "status": "resolved" if info["resolved"] else "unresolved",

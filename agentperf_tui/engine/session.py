@@ -24,11 +24,15 @@ from typing import Any
 import psutil
 
 from agentperf_tui.engine.client import Timeouts
+from agentperf_tui.engine.frame_builder import build_frame
 from agentperf_tui.engine.frames import ClientView, Frame
+from agentperf_tui.engine.live_sut import LiveSUT
 from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.metrics import RunMetrics
 from agentperf_tui.engine.records import RequestRecord
+from agentperf_tui.engine.search_driver import SearchDriver, tiers_line
 from agentperf_tui.engine.slo import Tier
+from agentperf_tui.engine.summary import build_summary
 from agentperf_tui.engine.window import RunAccount
 from agentperf_tui.engine.workers import ShardedLoad
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
@@ -184,9 +188,6 @@ class Session:
         return self._search_task is not None and not self._search_task.done()
 
     def _start_search(self, settings: Any, stop_when_done: bool) -> None:
-        from agentperf_tui.engine.live_sut import LiveSUT
-        from agentperf_tui.engine.search_driver import SearchDriver, tiers_line
-
         if self.loadgen is None or self.searching:
             self.event("search not started: " + ("already running" if self.searching else "load not running yet"))
             return
@@ -445,8 +446,14 @@ class Session:
         loop = asyncio.get_running_loop()
         next_t = loop.time()
         while True:
-            self.tick(time.monotonic())
-            self._emit_frame()
+            try:
+                self.tick(time.monotonic())
+                self._emit_frame()
+            except Exception as exc:  # a broken frame must stop the run loudly, not freeze every front end
+                self.event(f"engine error in the frame clock: {type(exc).__name__}: {exc}")
+                self.exit_code = 1
+                self._request_stop(f"engine error: {type(exc).__name__}: {exc}")
+                raise
             next_t += period
             await asyncio.sleep(max(0.0, next_t - loop.time()))
 
@@ -472,7 +479,7 @@ class Session:
         agents = list(lg.agents.values()) if lg else []
         steady_at = self.steady_since()
         in_work = sum(1 for a in agents if a.in_work)
-        self.metrics.sample_concurrency(now, in_work, steady_at is not None)
+        self.metrics.sample_concurrency(now, in_work, steady_at is not None, lg.target if lg else 0)
         self.account.tick(now, steady_at, bool(lg and lg.paused), tuple(self.validity_reasons(now)),
                           self.latest_power())
         if now - self.last_history >= 1.0:
@@ -486,8 +493,6 @@ class Session:
             sink(frame)
 
     def build_frame(self) -> Frame:
-        from agentperf_tui.engine.frame_builder import build_frame
-
         self._seq += 1
         return build_frame(self, time.monotonic())
 
@@ -534,10 +539,13 @@ class Session:
         lg = self.loadgen
         if lg is not None:
             reasons.extend(lg.worker_problems(now, LOOP_LAG_INVALID_MS))
+            crashed_at = lg.local.last_crash_at
+            if crashed_at is not None and now - crashed_at < 5.0:
+                reasons.append(f"agent task crashed ({lg.local.crashes} so far; see the log)")
             if now < self._resplit_until:
                 reasons.append(f"worker re-split: agents moved to {lg.worker_count} worker processes")
         if lg is not None and lg.all_started_at is not None and lg.target > 0 and not lg.paused:
-            held = self.metrics.recent_concurrency / lg.target
+            held = self.metrics.recent_held_share
             if held < CONCURRENCY_HELD_MIN and now - lg.all_started_at > 5.0:
                 reasons.append(f"effective concurrency {held:.1%} of target < {CONCURRENCY_HELD_MIN:.0%}")
         return reasons
@@ -564,8 +572,6 @@ class Session:
         return self.summary
 
     def build_summary(self) -> dict[str, Any]:
-        from agentperf_tui.engine.summary import build_summary
-
         return build_summary(self, time.monotonic())
 
 
