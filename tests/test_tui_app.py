@@ -69,6 +69,17 @@ async def test_search_key_starts_search_only_when_available():
         assert ("search", "quick") in controller.calls
 
 
+async def test_abort_key_stops_a_running_search_and_only_then():
+    controller = NullController()
+    app = AgentPerfApp(controller, search_available=True)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("x")  # nothing running: a warning, no call
+        assert not any(name == "abort_search" for name, _ in controller.calls)
+        await pilot.press("s")
+        await pilot.press("x")
+        assert ("abort_search", "aborted by operator") in controller.calls
+
+
 async def test_number_key_maximizes_a_panel_and_escape_restores():
     app = AgentPerfApp(NullController())
     async with app.run_test(size=(200, 50)) as pilot:
@@ -143,3 +154,22 @@ async def test_signal_and_ctrl_c_stop_the_load_and_exit_with_signal_codes():
         await pilot.pause()
     assert ("stop", "ctrl+c") in controller.calls
     assert app.return_code == 130
+
+
+async def test_search_panel_shows_a_stopped_search_and_undecided_verdicts():
+    from agentperf_tui.tui.panels.search import SearchPanel
+
+    from .tui_frames import make_frame
+
+    search = {"mode": "quick", "status": "stopped", "stopped": "aborted by operator", "done": False, "eta_s": 60,
+              "current": None, "brackets": [{"name": "tier1", "lo": 32, "hi": 64, "hi_verdict": "undecided",
+                                             "resolved": False}],
+              "phases": [{"agents": 64, "duration_s": 80.0, "valid": True, "status": "valid",
+                          "tiers": [{"name": "tier1", "pass": False, "verdict": "undecided"}]}]}
+    app = AgentPerfApp(NullController())
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(make_frame(5, search=search))
+        await pilot.pause()
+        text = app.query_one(SearchPanel)._agentperf_last
+    assert "stopped: aborted by operator" in text and "ETA" not in text
+    assert "max 32 agents (undecided at 64)" in text and "1:?" in text

@@ -25,6 +25,7 @@ class NullController:
         self.load_running = load_running
         self.target = target
         self.calls: list[tuple[str, Any]] = []
+        self.searching = False
 
     def change_target(self, fn: Callable[[int], int]) -> None:
         self.target = max(0, fn(self.target))
@@ -38,4 +39,9 @@ class NullController:
         self.calls.append(("stop", reason))
 
     def start_search(self, settings: Any) -> None:
+        self.searching = True
         self.calls.append(("search", settings.mode))
+
+    def abort_search(self, reason: str = "") -> None:
+        self.searching = False
+        self.calls.append(("abort_search", reason))
