@@ -105,11 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of output tokens streamed as reasoning when thinking is requested")
     tw.add_argument("--seed", type=int, default=0)
     ft = p.add_argument_group("fault injection (also POST /twin/faults from loopback)")
-    from agentperf_tui.twin.faults import FAULT_FIELDS, Faults
+    from agentperf_tui.twin.faults import FAULT_FIELDS, INT_FIELDS, Faults
 
     defaults = Faults()
     for name, help_text in FAULT_FIELDS.items():
-        kind = int if name in ("http_status", "crash_after") else float
+        kind = int if name in INT_FIELDS else float
         ft.add_argument(f"--fault-{name.replace('_', '-')}", dest=f"fault_{name}", type=kind,
                         default=getattr(defaults, name), help=help_text)
     return p

@@ -22,7 +22,12 @@ FAULT_FIELDS = {
     "health_delay_s": "extra seconds /health_generate takes",
     "crash_after": "exit the twin after this many chat requests (0 = never)",
     "ignore_eos_drop_rate": "share of requests whose ignore_eos is dropped (they stop at a natural length)",
+    "dcgm_drop_gpus": "leave the last N GPUs out of the dcgm-exporter output (a tray's exporter gone)",
+    "dcgm_refresh_s": "dcgm-exporter values refresh only every N s (its -c interval; 0 = live)",
 }
+
+
+INT_FIELDS = ("http_status", "crash_after", "dcgm_drop_gpus")
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Faults:
     health_delay_s: float = 0.0
     crash_after: int = 0
     ignore_eos_drop_rate: float = 0.0
+    dcgm_drop_gpus: int = 0
+    dcgm_refresh_s: float = 0.0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply ``{field: value}``; raises ValueError naming an unknown field or a bad value."""
@@ -50,7 +57,7 @@ class Faults:
                 raise ValueError(f"fault {key!r} is a probability (0..1), got {value!r}")
             if key == "http_status" and value not in (429, 500, 502, 503, 504):
                 raise ValueError(f"fault 'http_status' must be 429, 500, 502, 503 or 504, got {value!r}")
-            setattr(self, key, int(value) if key in ("http_status", "crash_after") else float(value))
+            setattr(self, key, int(value) if key in INT_FIELDS else float(value))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

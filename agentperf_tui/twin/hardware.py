@@ -33,6 +33,11 @@ class HardwareSpec:
     prefill_efficiency: float  # achieved / peak FLOP/s of a whole prefill (attention, MoE, mHC)
     allreduce_latency_us: float  # (uncertain) one small all-reduce / all-to-all over NVLink
     layer_overhead_us: float  # (uncertain) fixed per-layer time of a step: kernel launches, syncs
+    # Beyond the GPUs (the twin's BMC, docs/twin.md "Node and rack power"), all (uncertain):
+    node_other_idle_w: float = 0.0  # CPUs, memory, NICs, fans, storage of one node/tray at idle
+    node_other_gpu_share: float = 0.0  # extra node draw per GPU watt (fans, VRM and PSU losses)
+    rack_extra_w: float = 0.0  # a full rack's draw outside its nodes (NVSwitch trays, power shelves)
+    rack_gpus: int = 0  # GPUs in that rack
 
     @property
     def prefill_tflops(self) -> float:
@@ -81,6 +86,13 @@ H200 = HardwareSpec(
     # AIConfigurator's batch-1 decode step at 27K (11.2 ms = attention 5.1 + MoE 4.0 + mHC 1.7 + rest)
     # is the floor; 113 us per layer puts the built-in batch-1 step there (was 150, uncertain).
     layer_overhead_us=113.0,
+    # HGX/DGX H200: 10.2 kW max input (REFERENCE §4b) with 8 x 700 W GPUs leaves 4.6 kW for two
+    # CPUs, 4 NVSwitches, NICs, fans and PSU losses at full load; split as a fixed 1.8 kW plus
+    # 0.5 W per GPU watt (fans and losses track the GPUs), so 5.6 kW of GPUs -> 10.2 kW.
+    node_other_idle_w=1800.0,
+    node_other_gpu_share=0.5,
+    rack_extra_w=0.0,  # one node: the rack boundary is the node's PDU outlet
+    rack_gpus=8,
 )
 
 GB300 = HardwareSpec(
@@ -109,6 +121,13 @@ GB300 = HardwareSpec(
     # AIConfigurator's smallest DP8 decode step (8 requests, 27K: 16.4 ms = attention 6.8 + MegaMoE
     # 7.0 + mHC 1.9) is the floor; 189 us per layer puts the built-in step there (was 100, uncertain).
     layer_overhead_us=189.0,
+    # GB300 compute tray ~6.5 kW with 4 x 1,400 W GPUs (REFERENCE §4b): 0.9 kW for 2 Grace CPUs,
+    # LPDDR, 4 NICs and pumps at full load = 500 W + 0.07 W per GPU watt. Rack 120-140 kW: 18
+    # trays (~117 kW) + 9 NVSwitch trays at ~1.2 kW each (10.8 kW) -> ~128 kW.
+    node_other_idle_w=500.0,
+    node_other_gpu_share=0.07,
+    rack_extra_w=10800.0,
+    rack_gpus=72,
 )
 
 HARDWARE: dict[str, HardwareSpec] = {"h200": H200, "gb300-nvl72": GB300}

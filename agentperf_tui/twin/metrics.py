@@ -143,17 +143,38 @@ class DcgmExporter:
         self.weight_mib = weight_mib_per_gpu
         self._last_busy: dict[int, tuple[float, float]] = {}
         self._t0 = time.monotonic()
+        self.faults: object = None  # the twin's Faults: dcgm_drop_gpus, dcgm_refresh_s
+        self._cached: tuple[float, list[dict[str, float]]] | None = None
         self._labels = {}
+        self._uuid: dict[int, str] = {}
         per_host: dict[str, int] = {}
         for gpu, host, _engine, _share in gpu_map:
             local = per_host.get(host, 0)
             per_host[host] = local + 1
             gid = uuid.uuid5(uuid.NAMESPACE_DNS, f"agentperf-twin-{host}-{gpu}")
+            self._uuid[gpu] = f"GPU-{gid}"
             self._labels[gpu] = (
                 f'gpu="{local}",UUID="GPU-{gid}",pci_bus_id="00000000:{0x18 + 0x10 * local:02X}:00.0",'
                 f'device="nvidia{local}",modelName="{gpu_name}",Hostname="{host}",'
                 f'DCGM_FI_DRIVER_VERSION="{DRIVER_VERSION}"'
             )
+
+    @property
+    def t0(self) -> float:
+        return self._t0
+
+    def exact(self, now: float) -> list[dict]:
+        """Ground truth per GPU: host, UUID, watts now, joules since the twin started (no faults)."""
+        out = []
+        for gpu, host, engine, share in self.gpu_map:
+            if engine is None:
+                joules, watts = self.idle_power_w * (now - self._t0), self.idle_power_w
+            else:
+                joules = engine.energy_up_to(now) * share  # type: ignore[attr-defined]
+                busy = engine.utilization(now)  # type: ignore[attr-defined]
+                watts = (engine.busy_power_w if busy else self.idle_power_w) * share  # type: ignore[attr-defined]
+            out.append({"gpu": gpu, "host": host, "uuid": self._uuid[gpu], "power_w": watts, "energy_j": joules})
+        return out
 
     def sample(self, now: float) -> list[dict[str, float]]:
         """Current values per GPU, keyed by series name."""
@@ -189,7 +210,18 @@ class DcgmExporter:
         return rows
 
     def render(self) -> bytes:
-        rows = self.sample(time.monotonic())
+        """The exporter's text; fault ``dcgm_refresh_s`` serves values refreshed only that often (as
+        dcgm-exporter's ``-c`` interval does), ``dcgm_drop_gpus`` leaves the last N GPUs out."""
+        now = time.monotonic()
+        refresh = float(getattr(self.faults, "dcgm_refresh_s", 0.0) or 0.0)
+        if refresh > 0 and self._cached is not None and now - self._cached[0] < refresh:
+            rows = self._cached[1]
+        else:
+            rows = self.sample(now)
+            self._cached = (now, rows)
+        drop = int(getattr(self.faults, "dcgm_drop_gpus", 0) or 0)
+        if drop:
+            rows = rows[:max(0, len(rows) - drop)]
         out: list[str] = []
         for name, kind, doc in DCGM_SERIES:
             out.append(f"# HELP {name} {doc}")

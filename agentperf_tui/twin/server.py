@@ -24,6 +24,7 @@ from agentperf_tui import __version__
 from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
 from agentperf_tui.twin import aic_table
 from agentperf_tui.twin.aic_table import StepTable
+from agentperf_tui.twin.bmc import TwinBmc
 from agentperf_tui.twin.config import TwinConfig, TwinConfigError
 from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
 from agentperf_tui.twin.faults import FAULT_FIELDS, FaultDice, Faults
@@ -96,6 +97,8 @@ class TwinServer:
         self.faults = Faults()
         self.faults.update({name: getattr(args, f"fault_{name}") for name in FAULT_FIELDS})
         self.dice = FaultDice(self.faults, args.seed)
+        self.dcgm.faults = self.faults
+        self.bmc = TwinBmc(self.dcgm, self.config.hardware)
 
     # -- deployment ----------------------------------------------------------------------------
     def _make_engines(self, cluster: Cluster) -> tuple[list[Engine], list[Engine]]:
@@ -180,6 +183,7 @@ class TwinServer:
     def dcgm_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/metrics", self.dcgm_metrics)
+        self.bmc.add_routes(app)  # the twin's BMC: Redfish node and rack power on the same port
         return app
 
     async def _on_startup(self, _app: web.Application) -> None:

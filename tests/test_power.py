@@ -1,0 +1,100 @@
+"""The energy account (missing devices, resets, stale counters) and node/rack power over Redfish from the twin's BMC."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from agentperf_tui.telemetry.energy import NONE, OK, PARTIAL, STALE, EnergyAccount, EnergySnapshot
+from agentperf_tui.telemetry.redfish import RedfishPowerReader
+from agentperf_tui.twin.config import parse_twin_args
+from agentperf_tui.twin.server import TwinServer
+
+
+def snap(t, energy, power=None):
+    return EnergySnapshot(t, dict(energy), dict(power or {k: 500.0 for k in energy}))
+
+
+def test_energy_is_the_sum_of_per_device_deltas_over_the_time_between_readings():
+    acc = EnergyAccount()
+    a, b = snap(10.0, {"g0": 1000.0, "g1": 5000.0}), snap(20.0, {"g0": 6000.0, "g1": 9000.0})
+    acc.add(a)
+    acc.add(b)
+    w = acc.window(a, b)
+    assert w.status == OK and w.energy_j == 9000.0 and w.avg_power_w == 900.0 and w.devices == 2
+
+
+def test_a_device_missing_at_either_end_makes_the_window_partial_never_negative():
+    acc = EnergyAccount()
+    a = snap(0.0, {"g0": 4.0e9, "g1": 4.0e9})
+    b = snap(5.0, {"g0": 4.0e9 + 2500.0})  # g1's exporter missed the scrape
+    w = acc.window(a, b)
+    assert w.status == PARTIAL and w.missing == ("g1",) and w.energy_j == 2500.0 and not w.measured
+    assert "1 of 2 devices missing" in w.note
+    c = snap(5.0, {"g0": 4.0e9 + 2500.0, "g1": None})  # present with a blank counter
+    assert acc.window(a, c).status == PARTIAL
+
+
+def test_a_counter_reset_counts_from_the_reset_and_is_named():
+    acc = EnergyAccount()
+    w = acc.window(snap(0.0, {"g0": 9.0e6}), snap(10.0, {"g0": 3000.0}))
+    assert w.status == PARTIAL and w.reset == ("g0",) and w.energy_j == 3000.0
+
+
+def test_a_counter_that_does_not_move_while_the_device_draws_power_is_stale():
+    acc = EnergyAccount(stale_after_s=2.0)
+    readings = [snap(t, {"g0": 1000.0 if t < 30 else 16000.0}, {"g0": 500.0}) for t in (0.0, 1.0, 2.0, 3.0, 30.0)]
+    for r in readings:
+        acc.add(r)
+    w = acc.window(readings[0], readings[3])
+    assert w.status == STALE and w.stale == ("g0",) and "-c 1000" in w.note
+    idle = EnergyAccount()
+    for r in [snap(t, {"g0": 1000.0}, {"g0": 0.0}) for t in (0.0, 1.0, 2.0, 3.0)]:
+        idle.add(r)  # a device reporting no draw whose counter does not move is not stale
+    assert idle.stale_between(0.0, 3.0) == []
+
+
+def test_no_two_readings_is_no_power():
+    assert EnergyAccount().window(None, snap(1.0, {"g0": 1.0})).status == NONE
+
+
+@pytest.fixture
+async def twin_bmc():
+    twin = TwinServer(parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--nnodes", "2"]))
+    server = TestServer(twin.dcgm_app(), host="127.0.0.1")
+    await server.start_server()
+    yield twin, str(server.make_url("/")).rstrip("/")
+    await server.close()
+
+
+async def test_node_and_rack_power_over_redfish_from_the_twins_bmc(twin_bmc):
+    twin, url = twin_bmc
+    async with aiohttp.ClientSession() as session:
+        nodes = RedfishPowerReader(url, "node")
+        rack = RedfishPowerReader(url, "rack")
+        n0, r0 = await nodes.read(session, 0.0), await rack.read(session, 0.0)
+        await asyncio.sleep(0.5)
+        n1, r1 = await nodes.read(session, 0.5), await rack.read(session, 0.5)
+    assert sorted(k.rsplit("/", 1)[1] for k in n1.energy_j) == [f"twin-tray{i:02d}" for i in range(1, 19)]
+    assert [k.rsplit("/", 1)[1] for k in r1.energy_j] == ["Rack"]
+    acc = EnergyAccount()
+    node_w = acc.window(n0, n1)
+    assert node_w.status == OK and node_w.devices == 18
+    truth = twin.bmc.readings(__import__("time").monotonic())
+    gpu_w = sum(n["gpu_power_w"] for n in truth["nodes"].values())
+    node_now = n1.total_power_w
+    assert node_now > gpu_w  # node power includes CPUs, NICs, fans
+    assert r1.total_power_w > node_now  # the rack adds its switch trays' share
+    assert node_w.avg_power_w == pytest.approx(node_now, rel=0.05)  # idle twin: steady draw
+
+
+async def test_a_redfish_source_is_named_by_its_root_and_a_silent_one_fails_loudly(twin_bmc):
+    _twin, url = twin_bmc
+    with pytest.raises(ValueError, match="service is named by its root"):
+        RedfishPowerReader(url + "/redfish/v1/Chassis", "node")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(Exception, match="Redfish request failed"):
+            await RedfishPowerReader("http://127.0.0.1:9", "node", timeout_s=0.5).read(session, 0.0)
