@@ -282,6 +282,11 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
             engine.summary["search"] = session.search_report  # `report SESSION` rebuilds it from the recording
         _finish_recording(recorder, engine.summary)
     if engine.error is not None and not isinstance(engine.error, SystemExit):
+        from agentperf_tui.telemetry.sampler import PowerSourceError
+
+        if isinstance(engine.error, PowerSourceError):
+            print(f"agentperf-tui: error: {engine.error}", file=sys.stderr)
+            return 2
         print(f"agentperf-tui: engine error: {engine.error}", file=sys.stderr)
         return 1
     if engine.summary:
@@ -505,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
     except UsageError as exc:
         print(f"agentperf-tui: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        from agentperf_tui.telemetry.sampler import PowerSourceError
+
+        if not isinstance(exc, PowerSourceError):
+            raise
+        print(f"agentperf-tui: error: {exc}", file=sys.stderr)  # the server was stopped on the way out
         return 2
     parser.print_help()
     return 0

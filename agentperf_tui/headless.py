@@ -122,13 +122,22 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append(f"  {tier['name']} ({tier['output_tps']:g} tok/s, {tier['ttft_s']:g} s): P25 speed {p25} tok/s, "
                      f"P95 TTFT {p95} s -> {verdict}{reason}")
     power = summary["power"]
-    if power.get("avg_power_w"):
+    by_boundary = summary.get("power_by_boundary") or {}
+    if by_boundary:
+        for name, b in by_boundary.items():
+            mark = "" if b["status"] == "ok" else f" [{b['status'].upper()}: {b['note']}]"
+            head = " (the run's boundary)" if name == power["boundary"] else ""
+            lines.append(f"  power at {name}{head}, steady window: average {_n(b['avg_power_w'] and b['avg_power_w'] / 1000, '.2f')} kW "
+                         f"over {b['devices']} devices ({b['source']}), {_n(b['tokens_per_joule'], '.3f')} tokens/J, "
+                         f"{_n(b['agents_per_mw'], ',.0f')} agents/MW{mark}")
+    elif power.get("avg_power_w"):
         lines.append(f"  power ({power['boundary']}, steady window): average {power['avg_power_w'] / 1000:.2f} kW, "
                      f"{(power.get('tokens_per_joule') or 0):.3f} tokens/J")
     elif power.get("note"):
         lines.append(f"  power: {power['note']}")
     if summary.get("agents_per_gpu") is not None:
-        lines.append(f"  agents per GPU {summary['agents_per_gpu']:.3f}, agents per MW {_n(summary.get('agents_per_mw'), ',.0f')}")
+        lines.append(f"  agents per GPU {summary['agents_per_gpu']:.3f}, agents per MW {_n(summary.get('agents_per_mw'), ',.0f')}"
+                     f" ({power['boundary']} boundary)")
     client = summary.get("client") or {}
     if client.get("valid") is False:
         reasons = "; ".join(f"{x['reason']} ({x['seconds']:.1f} s)" for x in client.get("invalid_reasons", []))

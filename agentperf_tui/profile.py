@@ -114,6 +114,8 @@ class TelemetrySpec:
     power_boundary: str = "gpu"
     node_power_urls: tuple[str, ...] = ()
     rack_power_urls: tuple[str, ...] = ()
+    redfish_user_env: str = ""  # NAMES of environment variables holding BMC credentials
+    redfish_password_env: str = ""
 
 
 @dataclass(frozen=True)
@@ -418,9 +420,23 @@ def _telemetry(where: str, data: Any) -> TelemetrySpec:
         power_boundary=t.text("power_boundary", "gpu", BOUNDARIES),
         node_power_urls=t.strlist("node_power_urls"),
         rack_power_urls=t.strlist("rack_power_urls"),
+        redfish_user_env=t.text("redfish_user_env", ""),
+        redfish_password_env=t.text("redfish_password_env", ""),
     )
     t.finish()
-    _check_placeholders(t, "dcgm_urls", spec.dcgm_urls, {"host", "port", "dcgm_port"})
+    for key in ("dcgm_urls", "node_power_urls", "rack_power_urls"):
+        _check_placeholders(t, key, getattr(spec, key), {"host", "port", "dcgm_port"})
+    for key in ("redfish_user_env", "redfish_password_env"):
+        value = getattr(spec, key)
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise t.error(key, "expected the NAME of an environment variable holding the credential, not the value")
+    if bool(spec.redfish_user_env) != bool(spec.redfish_password_env):
+        raise t.error("redfish_password_env" if spec.redfish_user_env else "redfish_user_env",
+                      "name both redfish_user_env and redfish_password_env, or neither")
+    needed = {"node": "node_power_urls", "rack": "rack_power_urls"}.get(spec.power_boundary)
+    if needed and not getattr(spec, needed):
+        raise t.error(needed, f"required with power_boundary = {spec.power_boundary!r}: the {spec.power_boundary} "
+                              "boundary is measured (a Redfish BMC or rack manager), never relabelled GPU power")
     return spec
 
 

@@ -74,6 +74,8 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             info = {}
         telemetry = profile.telemetry
         dcgm_urls = [supervisor.resolve(u) for u in telemetry.dcgm_urls]
+        node_urls = [supervisor.resolve(u) for u in telemetry.node_power_urls]
+        rack_urls = [supervisor.resolve(u) for u in telemetry.rack_power_urls]
         api_key = supervisor.api_key
         return ServerHandle(
             base_url=base_url, model=profile.server.model, gpus=profile.server.gpus, dcgm_urls=dcgm_urls,
@@ -82,7 +84,9 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             pids=lambda: list(supervisor.pids), version=str(info.get("version", "")),
             fingerprint=server_fingerprint(info) if info else "", api_key=api_key,
             twin=any("agentperf_tui.twin" in arg for proc in profile.server.processes for arg in proc.argv),
-            launch_argv=[list(proc.argv) for proc in profile.server.processes])
+            launch_argv=[list(proc.argv) for proc in profile.server.processes],
+            node_power_urls=node_urls, rack_power_urls=rack_urls,
+            redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env)
 
     return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
                    server_starter=start_server, sinks=sinks)

@@ -75,7 +75,7 @@ async def test_node_and_rack_power_over_redfish_from_the_twins_bmc(twin_bmc):
     async with aiohttp.ClientSession() as session:
         nodes = RedfishPowerReader(url, "node")
         rack = RedfishPowerReader(url, "rack")
-        n0, r0 = await nodes.read(session, 0.0), await rack.read(session, 0.0)
+        n0, _ = await nodes.read(session, 0.0), await rack.read(session, 0.0)
         await asyncio.sleep(0.5)
         n1, r1 = await nodes.read(session, 0.5), await rack.read(session, 0.5)
     assert sorted(k.rsplit("/", 1)[1] for k in n1.energy_j) == [f"twin-tray{i:02d}" for i in range(1, 19)]
@@ -98,3 +98,82 @@ async def test_a_redfish_source_is_named_by_its_root_and_a_silent_one_fails_loud
     async with aiohttp.ClientSession() as session:
         with pytest.raises(Exception, match="Redfish request failed"):
             await RedfishPowerReader("http://127.0.0.1:9", "node", timeout_s=0.5).read(session, 0.0)
+
+
+def twin_session(frames, boundary: str = "node", agents: int = 2, settle_s: float = 1.0):
+    from agentperf_tui.engine.session import RunOptions, ServerHandle, Session
+    from agentperf_tui.engine.slo import AA_DSV4_PRO_TIERS
+
+    from .test_engine_loadgen import small_workload
+
+    twin = TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8"]))
+    servers: list[TestServer] = []
+
+    async def start(_session) -> ServerHandle:
+        api = TestServer(twin.app(), host="127.0.0.1")
+        tele = TestServer(twin.dcgm_app(), host="127.0.0.1")
+        for s in (api, tele):
+            await s.start_server()
+            servers.append(s)
+        root = str(tele.make_url("/")).rstrip("/")
+
+        async def stop() -> None:
+            for s in servers:
+                await s.close()
+
+        return ServerHandle(base_url=str(api.make_url("/")).rstrip("/"), model="m", gpus=8,
+                            dcgm_urls=[root + "/metrics"], metrics_url=None, use_nvml=False, boundary=boundary,
+                            stop=stop, twin=True, node_power_urls=[root], rack_power_urls=[root])
+
+    options = RunOptions(agents=agents, duration_s=None, frame_hz=10, ramp_s=0.1, settle_s=settle_s)
+    session = Session(profile_name="test", options=options, tiers=AA_DSV4_PRO_TIERS,
+                      workload_loader=lambda: small_workload(turns=3, target=40, delay=0.05),
+                      server_starter=start, sinks=[frames.append])
+    return session, twin
+
+
+async def test_node_boundary_run_reports_node_power_above_gpu_power_and_agents_per_mw_for_both():
+    frames: list = []
+    session, _twin = twin_session(frames, "node")
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(6.0)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 20)
+    by = summary["power_by_boundary"]
+    assert set(by) == {"gpu", "node", "rack"}
+    assert by["gpu"]["status"] == by["node"]["status"] == "ok"
+    assert by["node"]["avg_power_w"] > by["gpu"]["avg_power_w"] > 0
+    assert by["gpu"]["devices"] == 8 and by["node"]["devices"] == 1
+    assert summary["power"]["boundary"] == "node" and summary["power"]["avg_power_w"] == by["node"]["avg_power_w"]
+    assert summary["agents_per_mw"] == by["node"]["agents_per_mw"] < by["gpu"]["agents_per_mw"]
+    live = frames[-2].power
+    assert live.boundary == "node" and live.boundary_w > live.total_w
+
+
+async def test_a_dcgm_exporter_losing_gpus_mid_run_gives_partial_power_never_negative():
+    frames: list = []
+    session, twin = twin_session(frames, "gpu", settle_s=0.5)
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(3.0)
+    twin.faults.update({"dcgm_drop_gpus": 2})  # a tray's exporter gone
+    await asyncio.sleep(2.0)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 20)
+    gpu = summary["power_by_boundary"]["gpu"]
+    assert gpu["status"] == "partial" and len(gpu["missing"]) == 2 and gpu["energy_j"] > 0
+    assert summary["agents_per_mw"] is None  # never from a partial denominator
+    assert frames[-2].power.status == "partial"
+    assert all((f.power.energy_j or 0) >= 0 for f in frames)
+
+
+async def test_a_stale_dcgm_counter_marks_the_window_stale_with_the_fix():
+    frames: list = []
+    session, twin = twin_session(frames, "gpu", settle_s=0.5)
+    twin.faults.update({"dcgm_refresh_s": 30.0})  # dcgm-exporter's default -c 30000
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(5.0)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 20)
+    gpu = summary["power_by_boundary"]["gpu"]
+    assert gpu["status"] == "stale" and "-c 1000" in gpu["note"]
+    assert summary["agents_per_mw"] is None

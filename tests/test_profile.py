@@ -151,6 +151,10 @@ def test_error_shows_profile_path_relative_to_repo(tmp_path: Path, monkeypatch: 
         ('[workload]\npolicy = "loose"\n', "workload.policy", "expected one of"),
         ('[[tiers]]\nname = "t"\noutput_tps = 0\nttft_s = 1\n', "tiers[0].output_tps", "expected > 0"),
         ('[telemetry]\ndcgm_urls = "http://x"\n', "telemetry.dcgm_urls", "expected a list of strings"),
+        ('[telemetry]\npower_boundary = "node"\n', "telemetry.node_power_urls", "required with power_boundary = 'node'"),
+        ('[telemetry]\npower_boundary = "rack"\n', "telemetry.rack_power_urls", "required with power_boundary = 'rack'"),
+        ('[telemetry]\nredfish_user_env = "admin:secret"\nredfish_password_env = "P"\n',
+         "telemetry.redfish_user_env", "expected the NAME of an environment variable"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, snippet: str, key: str, message: str) -> None:

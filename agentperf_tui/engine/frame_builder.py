@@ -69,43 +69,58 @@ def agent_rows(session: Session, agents: list) -> AgentRows:
         failures=tuple(a.failures for a in agents))
 
 
-def power_view(session: Session, active_agents: int) -> PowerView:
-    """Current power (energy delta over the last ~5 s), and energy / average power / tokens per joule
-    over the steady window so far (between its first and latest energy readings)."""
-    from agentperf_tui.telemetry.sampler import average_power_w
+GPU_LIMIT_W = {"H200": 700.0, "H100": 700.0, "B200": 1000.0, "B300": 1400.0, "GB200": 1200.0, "GB300": 1400.0}
 
+
+def gpu_limit_w(model_name: str) -> float | None:
+    """Board power limit by GPU model (the bars' full scale); None for a model not in the table."""
+    upper = model_name.upper()
+    for name, watts in sorted(GPU_LIMIT_W.items(), key=lambda kv: -len(kv[0])):
+        if name in upper:
+            return watts
+    return None
+
+
+def power_view(session: Session, active_agents: int) -> PowerView:
+    """GPU power now (one ~5 s energy window for the total and the per-GPU average), the boundary's
+    power now, and energy / average power / tokens per joule over the steady window so far."""
     server = session.server
     boundary = server.boundary if server else "gpu"
+    text = BOUNDARY_TEXT.get(boundary, boundary)
     recent = session.power_readings
+    load = bool(session.loadgen is not None and session.loadgen.active > 0)
     if not recent:
         note = "no power source yet" if server else ""
         if server and not server.dcgm_urls and not server.use_nvml:
             note = "no power source configured (no NVML, no dcgm_urls)"
-        return PowerView(boundary=boundary, boundary_text=BOUNDARY_TEXT.get(boundary, boundary), note=note)
+        return PowerView(boundary=boundary, boundary_text=text, note=note, load=load)
     last = recent[-1]
+    gpu_now = session.energy["gpu"].recent_window()
     per_gpu = tuple(float(g.power_w or 0.0) for g in last.gpus)
     labels = tuple(f"{g.host}:{g.gpu}" for g in last.gpus)
-    current = None
-    for older in recent:
-        if 0.5 <= last.t_s - older.t_s <= 5.0:
-            current = average_power_w(older, last)
-            break
-    if current is None:
-        current = last.total_power_w
+    total = gpu_now.avg_power_w if gpu_now.energy_j is not None else last.total_power_w
+    if boundary == "gpu":
+        boundary_w, status, note = total, gpu_now.status, gpu_now.note
+    else:
+        now_w = session.energy[boundary].recent_window()
+        boundary_w, status, note = now_w.avg_power_w, now_w.status, now_w.note
     energy = avg = tpj = None
-    first, latest = session.account.power_readings()
-    if first is not None and latest is not None and latest is not first:
-        avg = average_power_w(first, latest)
-        if avg is not None:
-            energy = avg * (latest.t_s - first.t_s)
-            tokens = session.metrics.tokens_arrived(first.t_s, latest.t_s)
-            tpj = tokens / energy if energy > 0 else None
-    apm = active_agents / (current / 1e6) if current else None
-    source = last.gpus[0].source if last.gpus else ""
-    return PowerView(per_gpu_w=per_gpu, gpu_labels=labels, total_w=current, energy_j=energy, avg_power_w=avg,
-                     tokens_per_joule=tpj, agents_per_mw=apm, boundary=boundary,
-                     boundary_text=BOUNDARY_TEXT.get(boundary, boundary), source=source,
-                     note="" if first is not None else "energy and tokens/J start with the steady window")
+    first, latest_marks = session.account.power_readings()
+    if boundary in first and boundary in latest_marks:
+        w = session.energy_window(first, latest_marks, boundary)
+        if w.energy_j:
+            energy, avg = w.energy_j, w.avg_power_w
+            tpj = session.metrics.tokens_arrived(w.t_from, w.t_to) / w.energy_j
+        if w.status != "ok":
+            status, note = w.status, w.note
+    apm = active_agents / (boundary_w / 1e6) if boundary_w and status in ("ok", "") else None
+    if energy is None:
+        note = note or "energy and tokens/J start with the steady window"
+    return PowerView(per_gpu_w=per_gpu, gpu_labels=labels, total_w=total, energy_j=energy, avg_power_w=avg,
+                     tokens_per_joule=tpj, agents_per_mw=apm, boundary=boundary, boundary_text=text,
+                     source=last.gpus[0].source if last.gpus else "", note=note, status=status,
+                     boundary_w=boundary_w, gpu_limit_w=gpu_limit_w(last.gpus[0].model_name if last.gpus else ""),
+                     load=load)
 
 
 def server_view(session: Session) -> ServerView:

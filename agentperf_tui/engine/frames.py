@@ -90,19 +90,24 @@ class ContextView:
 
 @dataclass(frozen=True, slots=True)
 class PowerView:
-    """GPU power: per GPU and total watts, energy since start, efficiency and agents per MW."""
+    """GPU power now (per GPU and total over the same ~5 s window), power at the run's boundary, and
+    energy / average / tokens per joule over the steady window, with the energy account's status."""
 
-    per_gpu_w: tuple[float, ...] = ()
+    per_gpu_w: tuple[float, ...] = ()  # last sample per GPU (W)
     gpu_labels: tuple[str, ...] = ()
-    total_w: float | None = None
-    energy_j: float | None = None  # since the session started, from energy counters
-    avg_power_w: float | None = None  # energy delta / time over the session
+    total_w: float | None = None  # all GPUs, energy delta over the last ~5 s
+    energy_j: float | None = None  # steady window, at the boundary
+    avg_power_w: float | None = None  # steady window, at the boundary
     tokens_per_joule: float | None = None
-    agents_per_mw: float | None = None
+    agents_per_mw: float | None = None  # live: active agents / boundary power now
     boundary: str = "gpu"
     boundary_text: str = ""
     source: str = ""
     note: str = ""
+    status: str = ""  # ok | partial | stale | none (energy account, boundary power now)
+    boundary_w: float | None = None  # the boundary's power now (= total_w for gpu)
+    gpu_limit_w: float | None = None  # board power limit per GPU (bars are drawn against it)
+    load: bool = False  # agents are running (readings before that are idle draw, not load)
 
 
 @dataclass(frozen=True, slots=True)

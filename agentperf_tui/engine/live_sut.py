@@ -67,18 +67,11 @@ class LiveSUT:
         return done
 
     def power_mark(self) -> object:
-        return self.session.latest_power()
+        return self.session.energy_marks()
 
-    def power_between(self, first: object, last: object) -> tuple[float, float] | None:
-        """(average W, energy J) between two readings of the same GPUs; None if not measurable."""
-        from agentperf_tui.telemetry.sampler import average_power_w
-
-        if first is None or last is None or first is last:
-            return None
-        watts = average_power_w(first, last)  # type: ignore[arg-type]
-        if watts is None:
-            return None
-        return watts, watts * (last.t_s - first.t_s)  # type: ignore[attr-defined]
+    def power_between(self, first: object, last: object) -> dict:
+        """The energy account's window at the run's boundary (EnergyWindow.to_dict())."""
+        return self.session.energy_window(first, last).to_dict()  # type: ignore[arg-type]
 
     def tokens_arrived(self, t_from: float, t_to: float) -> float:
         return self.session.metrics.tokens_arrived(t_from, t_to)

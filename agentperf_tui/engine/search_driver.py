@@ -115,7 +115,7 @@ class SystemUnderTest(Protocol):
     def problems(self) -> list[str]: ...  # why the load or the server is not measurable right now
     def trajectories_done(self, t_from: float, t_to: float) -> dict[int, int]: ...  # agent -> completed
     def power_mark(self) -> object: ...  # the latest energy reading at the power boundary (opaque)
-    def power_between(self, first: object, last: object) -> tuple[float, float] | None: ...  # (avg W, J)
+    def power_between(self, first: object, last: object) -> dict[str, Any]: ...  # EnergyWindow.to_dict()
     def tokens_arrived(self, t_from: float, t_to: float) -> float: ...
     def event(self, message: str) -> None: ...
     def on_phase(self, phase: dict[str, Any]) -> None: ...  # each finished phase, for recorders
@@ -241,7 +241,8 @@ class SearchDriver:
         if requests.size == 0 and status == "valid":
             status, invalid = "invalid", ["no requests were sent within the phase"]
         power = sut.power_between(power0, power1)
-        avg_power, energy = power if power and power[1] > 0 else (None, None)
+        measured = power.get("status") == "ok" and bool(power.get("energy_j"))
+        avg_power, energy = (power["avg_power_w"], power["energy_j"]) if measured else (None, None)
         tokens = sut.tokens_arrived(t0, t_end)
         done = sut.trajectories_done(t0, t_end)
         return {
@@ -255,7 +256,7 @@ class SearchDriver:
             "trajectories": {"completed": sum(done.values()), "agents_with_3": sum(1 for v in done.values() if v >= 3)},
             "output_tokens": round(tokens),
             "output_tokens_per_s": round(tokens / window, 2) if window > 0 else None,
-            "avg_power_w": avg_power, "energy_j": energy,
+            "avg_power_w": avg_power, "energy_j": energy, "power": power,
             "tokens_per_joule": tokens / energy if energy else None,
             "relevant": relevant,
             "tiers": [v.to_dict() for v in verdicts],
@@ -334,7 +335,9 @@ class SearchDriver:
                 "avg_power_w": round(avg_power, 1) if avg_power else None,
                 "tokens_per_joule": phase["tokens_per_joule"] if phase else None,
                 "power_boundary": power_boundary,
-                "power_note": "" if avg_power or not best else "no energy counter at this boundary: not guessed",
+                "power_note": "" if avg_power or not best else (
+                    f"power {phase['power'].get('status')}: {phase['power'].get('note')}" if phase and phase.get("power")
+                    else "no energy counter at this boundary: not guessed"),
             })
         complete = not self.stopped and self.state.done
         return {

@@ -35,6 +35,8 @@ from agentperf_tui.engine.slo import Tier
 from agentperf_tui.engine.summary import build_summary
 from agentperf_tui.engine.window import RunAccount
 from agentperf_tui.engine.workers import ShardedLoad
+from agentperf_tui.telemetry.energy import EnergyAccount, EnergySnapshot
+from agentperf_tui.telemetry.sampler import BoundaryEnergy
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
 
 FrameSink = Callable[[Frame], None]
@@ -84,6 +86,10 @@ class ServerHandle:
     api_key: str | None = None
     twin: bool = False  # the digital twin, not a real SGLang: its numbers are simulated
     launch_argv: list[list[str]] = field(default_factory=list)  # what was launched (templates, no secrets)
+    node_power_urls: list[str] = field(default_factory=list)  # Redfish BMCs (node boundary)
+    rack_power_urls: list[str] = field(default_factory=list)  # Redfish rack manager / PDU (rack boundary)
+    redfish_user_env: str = ""
+    redfish_password_env: str = ""
 
 
 class Session:
@@ -114,6 +120,7 @@ class Session:
         self._t0 = time.monotonic()
         self._load_t0: float | None = None
         self._power_recent: deque[PowerReading] = deque(maxlen=64)
+        self.energy = {b: EnergyAccount() for b in ("gpu", "node", "rack")}  # the energy account per boundary
         self._workers_seen = 0
         self._resplit_until = 0.0
         self._server_metrics: ServerMetrics | None = None
@@ -255,6 +262,16 @@ class Session:
     def latest_power(self) -> PowerReading | None:
         return self._power_recent[-1] if self._power_recent else None
 
+    def energy_marks(self) -> dict[str, EnergySnapshot]:
+        """The latest energy snapshot of every boundary that has one (a window's start or end)."""
+        return {b: acc.latest for b, acc in self.energy.items() if acc.latest is not None}
+
+    def energy_window(self, first: dict[str, EnergySnapshot], last: dict[str, EnergySnapshot],
+                      boundary: str | None = None):
+        """The energy account's window between two sets of marks, at ``boundary`` (default the server's)."""
+        b = boundary or (self.server.boundary if self.server else "gpu")
+        return self.energy[b].window(first.get(b), last.get(b))
+
     def client_health(self) -> ClientView:
         return self._client_view(sample_cpu=False)
 
@@ -315,6 +332,9 @@ class Session:
             if not sample.gpus:
                 return
             self._power_recent.append(sample)
+            self.energy["gpu"].add(EnergySnapshot.of_gpus(sample))
+        elif isinstance(sample, BoundaryEnergy):
+            self.energy[sample.boundary].add(sample.snapshot)
         elif isinstance(sample, ServerMetrics):
             self._note_twin_lag(sample)
             self._server_metrics = sample
@@ -414,8 +434,11 @@ class Session:
         assert server is not None
         self._sampler = TelemetrySampler(
             dcgm_urls=server.dcgm_urls, sglang_metrics_url=server.metrics_url, use_nvml=server.use_nvml,
-            server_pids_fn=server.pids, on_sample=self._on_sample, on_note=self._on_note)
+            server_pids_fn=server.pids, on_sample=self._on_sample, on_note=self._on_note,
+            node_power_urls=server.node_power_urls, rack_power_urls=server.rack_power_urls,
+            redfish_user_env=server.redfish_user_env, redfish_password_env=server.redfish_password_env)
         await self._sampler.start()
+        await self._sampler.check_boundary(server.boundary)  # PowerSourceError: refused, never relabelled
 
     async def _shutdown(self) -> None:
         if self._search_task is not None and not self._search_task.done():
@@ -481,7 +504,7 @@ class Session:
         in_work = sum(1 for a in agents if a.in_work)
         self.metrics.sample_concurrency(now, in_work, steady_at is not None, lg.target if lg else 0)
         self.account.tick(now, steady_at, bool(lg and lg.paused), tuple(self.validity_reasons(now)),
-                          self.latest_power())
+                          {b: acc.latest for b, acc in self.energy.items() if acc.latest is not None})
         if now - self.last_history >= 1.0:
             self.last_history = now
             _, shares = self.metrics.live_verdicts(now, ())

@@ -26,8 +26,6 @@ SHORT_OUTPUT = "short output"
 
 
 def build_summary(session: Session, now: float) -> dict[str, Any]:
-    from agentperf_tui.telemetry.sampler import average_power_w
-
     m = session.metrics
     account = session.account
     window = account.window(now)
@@ -83,12 +81,17 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
     contexts = m.contexts_sent_between(t0, t1)
     mean, p50, p95, cmax = context_stats(contexts)
     first, last = account.power_readings()
-    avg_power = energy = tpj = None
-    if first is not None and last is not None and last is not first:
-        avg_power = average_power_w(first, last)
-        if avg_power is not None:
-            energy = avg_power * (last.t_s - first.t_s)
-            tpj = m.tokens_arrived(first.t_s, last.t_s) / energy if energy > 0 else None
+    by_boundary = {}
+    for b in sorted(set(first) & set(last)):
+        w = session.energy_window(first, last, b)
+        tokens_in = m.tokens_arrived(w.t_from, w.t_to) if w.energy_j else 0.0
+        by_boundary[b] = {**w.to_dict(), "tokens_per_joule": round(tokens_in / w.energy_j, 5) if w.energy_j else None,
+                          "agents_per_mw": round(held / (w.avg_power_w / 1e6), 1)
+                          if held is not None and w.measured and w.avg_power_w else None}
+    headline = by_boundary.get(boundary)
+    avg_power = headline["avg_power_w"] if headline else None
+    energy = headline["energy_j"] if headline else None
+    tpj = headline["tokens_per_joule"] if headline else None
     done = m.trajectories_between(t0, t1)
     per_agent_ok = sum(1 for v in done.values() if v >= AA_MIN_PER_AGENT)
     minimums = {
@@ -113,11 +116,14 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
                            "max_seen": m.max_context_tokens},
         "tiers": [v.to_dict() for v in judge(requests, session.tiers)],
         "power": {"boundary": boundary, "avg_power_w": avg_power, "energy_j": energy, "tokens_per_joule": tpj,
-                  "window_s": round(last.t_s - first.t_s, 2) if avg_power is not None else None,
-                  "source": last.gpus[0].source if last is not None and last.gpus else "",
-                  "note": "" if avg_power is not None else "no energy readings covering the steady window"},
+                  "window_s": headline["seconds"] if headline else None,
+                  "status": headline["status"] if headline else "none",
+                  "devices": headline["devices"] if headline else 0,
+                  "source": headline["source"] if headline else "",
+                  "note": (headline["note"] if headline else "no energy readings covering the steady window")},
+        "power_by_boundary": by_boundary,
         "agents_per_gpu": None if held is None else round(held / max(1, gpus), 4),
-        "agents_per_mw": round(held / (avg_power / 1e6), 1) if held is not None and avg_power else None,
+        "agents_per_mw": headline["agents_per_mw"] if headline else None,
         "client": {"valid": invalid_s == 0.0, "invalid_seconds": round(invalid_s, 2),
                    "invalid_reasons": account.invalid_reasons(), **_client_tail(session)},
         "aa_minimums": minimums,

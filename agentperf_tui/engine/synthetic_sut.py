@@ -183,9 +183,12 @@ class SyntheticSUT:
     def power_mark(self) -> object:
         return (self.clock, self._energy)
 
-    def power_between(self, first: object, last: object) -> tuple[float, float] | None:
+    def power_between(self, first: object, last: object) -> dict:
+        from agentperf_tui.telemetry.energy import EnergyAccount, EnergySnapshot
+
         (t0, e0), (t1, e1) = first, last  # type: ignore[misc]
-        return ((e1 - e0) / (t1 - t0), e1 - e0) if t1 > t0 else None
+        window = EnergyAccount().window(EnergySnapshot(t0, {"rack": e0}), EnergySnapshot(t1, {"rack": e1}))
+        return {**window.to_dict(), "source": "synthetic"}
 
     def tokens_arrived(self, t_from: float, t_to: float) -> float:
         i = bisect.bisect_left(self._sends, t_from - 3600.0)

@@ -44,8 +44,8 @@ class RunAccount:
         self._reasons: dict[str, float] = {}  # reason kind -> invalid seconds (inside the open window)
         self._reason_text: dict[str, str] = {}
         self._last_tick: float | None = None
-        self._power_first: Any = None
-        self._power_last: Any = None
+        self._power_first: dict[str, Any] = {}  # boundary -> first energy snapshot inside the window
+        self._power_last: dict[str, Any] = {}
         self.last_end: float | None = None
 
     def on_target(self, now: float, target: int) -> None:
@@ -55,7 +55,8 @@ class RunAccount:
             self.all_started_at = None
             self._reasons.clear()
             self._reason_text.clear()
-            self._power_first = None
+            self._power_first = {}
+            self._power_last = {}
 
     @property
     def steady_from(self) -> float | None:
@@ -65,24 +66,26 @@ class RunAccount:
         return self.all_started_at + self.settle_s
 
     def tick(self, now: float, all_started_at: float | None, paused: bool, invalid_reasons: tuple[str, ...],
-             power: Any = None) -> None:
+             power: dict[str, Any] | None = None) -> None:
         """One frame tick: the load's state and the client/server validity reasons right now."""
         if all_started_at is not None and self.all_started_at is None and not paused:
             self.all_started_at = max(all_started_at, self.target_since or all_started_at)
         if paused:  # a paused load holds nothing: the window restarts after it resumes
             self.all_started_at = None
             self._reasons.clear()
-            self._power_first = None
+            self._power_first = {}
+            self._power_last = {}
         dt = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
         self._last_tick = now
         self._tick_t.append(now)
         self._tick_valid.append(0 if invalid_reasons else 1)
         start = self.steady_from
         if start is not None and now >= start:
-            if self._power_first is None and power is not None:
-                self._power_first = power
-            if power is not None:
-                self._power_last = power
+            for boundary, snapshot in (power or {}).items():
+                if snapshot.t_s < start:
+                    continue  # taken before the window opened
+                self._power_first.setdefault(boundary, snapshot)
+                self._power_last[boundary] = snapshot
             for reason in invalid_reasons:
                 kind = " ".join(reason.split(" ")[:2])
                 self._reasons[kind] = self._reasons.get(kind, 0.0) + dt
@@ -110,6 +113,6 @@ class RunAccount:
         """Each kind of problem seen inside the open window: its first reading and how long it lasted."""
         return [{"reason": self._reason_text[k], "seconds": round(s, 2)} for k, s in self._reasons.items()]
 
-    def power_readings(self) -> tuple[Any, Any]:
-        """(first, last) energy readings inside the open window."""
-        return self._power_first, self._power_last
+    def power_readings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(first, last) energy snapshots per boundary inside the open window."""
+        return dict(self._power_first), dict(self._power_last)

@@ -5,7 +5,7 @@ Fields read (dcgm-exporter default counter set): ``DCGM_FI_DEV_POWER_USAGE`` (W)
 its samples with a ``_total`` suffix, both spellings are accepted), ``DCGM_FI_DEV_GPU_UTIL`` (%),
 ``DCGM_FI_DEV_FB_USED`` / ``_FB_FREE`` / ``_FB_RESERVED`` (MiB; total = used + free + reserved),
 ``DCGM_FI_DEV_GPU_TEMP`` (C), ``DCGM_FI_DEV_SM_CLOCK`` (MHz). Labels: ``gpu``, ``UUID``,
-``Hostname``, ``modelName`` (``device``, ``pci_bus_id`` and others are ignored).
+``Hostname`` (``hostname`` on dcgm-exporter's main branch since 2026-05), ``modelName`` (``device``, ``pci_bus_id`` and others are ignored).
 
 DCGM reports fields it cannot read as "blank" sentinels (values near 2**63 for int64 fields,
 2**47 for doubles, e.g. ``9223372036854775794``); those become None. With MIG enabled, series
@@ -60,7 +60,7 @@ def parse_dcgm(text: str, t_s: float, default_host: str = "") -> PowerReading:
             gpu = int(labels.get("gpu", ""))
         except ValueError:
             continue
-        host = labels.get("Hostname") or default_host
+        host = labels.get("Hostname") or labels.get("hostname") or default_host  # renamed on dcgm-exporter main
         rec = gpus.setdefault((host, gpu), {"uuid": "", "model": ""})
         rec["uuid"] = rec["uuid"] or labels.get("UUID", "")
         rec["model"] = rec["model"] or labels.get("modelName", "")

@@ -18,6 +18,7 @@ Devices are keyed by what identifies them globally: GPU UUID (else host:index), 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from agentperf_tui.telemetry.samples import PowerReading
@@ -104,6 +105,7 @@ class EnergyAccount:
         self._last: dict[str, tuple[float, float]] = {}  # device -> (counter value, time it last changed)
         self._stale: dict[str, list[list[float]]] = {}  # device -> [[start, end], ...] stale intervals
         self.latest: EnergySnapshot | None = None
+        self.recent: deque[EnergySnapshot] = deque(maxlen=128)
 
     def add(self, snap: EnergySnapshot) -> None:
         for key, energy in snap.energy_j.items():
@@ -122,6 +124,18 @@ class EnergyAccount:
                 else:
                     spans.append([last[1], snap.t_s])
         self.latest = snap
+        self.recent.append(snap)
+
+    def recent_window(self, span_s: float = 5.0) -> EnergyWindow:
+        """Power now: the window from the oldest snapshot within ``span_s`` of the latest (at least
+        0.5 s before it) to the latest."""
+        last = self.latest
+        if last is None:
+            return self.window(None, None)
+        for older in self.recent:
+            if 0.5 <= last.t_s - older.t_s <= span_s:
+                return self.window(older, last)
+        return self.window(None, last)
 
     def stale_between(self, t_from: float, t_to: float) -> list[str]:
         return sorted(k for k, spans in self._stale.items() if any(a < t_to and b > t_from for a, b in spans))

@@ -48,7 +48,7 @@ class RedfishPowerReader:
     """Polls one Redfish service for the power of the chassis at one boundary ("node" or "rack")."""
 
     def __init__(self, url: str, boundary: str, *, username_env: str = "", password_env: str = "",
-                 timeout_s: float = 2.0):
+                 timeout_s: float = 2.0, prefer_counter: bool = True):
         if boundary not in ("node", "rack"):
             raise ValueError(f"Redfish boundary must be node or rack, got {boundary!r}")
         from urllib.parse import urlsplit
@@ -62,6 +62,7 @@ class RedfishPowerReader:
         self.username_env = username_env
         self.password_env = password_env
         self.timeout_s = timeout_s
+        self.prefer_counter = prefer_counter  # False: integrate PowerWatts even where EnergykWh exists (bench)
         self._chassis: list[_Chassis] | None = None
 
     def _client(self, session: aiohttp.ClientSession):
@@ -104,7 +105,8 @@ class RedfishPowerReader:
             mode = "legacy"
             if "EnvironmentMetrics" in doc:
                 env = await self._json(client, doc["EnvironmentMetrics"]["@odata.id"])
-                if isinstance(env.get("EnergykWh"), dict) and env["EnergykWh"].get("Reading") is not None:
+                if self.prefer_counter and isinstance(env.get("EnergykWh"), dict) and \
+                        env["EnergykWh"].get("Reading") is not None:
                     mode = "energy"
                 elif isinstance(env.get("PowerWatts"), dict):
                     mode = "watts"

@@ -20,12 +20,28 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agentperf_tui.telemetry.dcgm import merge_readings, parse_dcgm
+from agentperf_tui.telemetry.energy import EnergySnapshot
 from agentperf_tui.telemetry.host import HostMonitor
 from agentperf_tui.telemetry.nvml import NvmlReader
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
 from agentperf_tui.telemetry.sglang_metrics import parse_sglang_metrics, scrape
 
-Sample = PowerReading | ServerMetrics | HostSample
+
+class PowerSourceError(RuntimeError):
+    """The profile's power boundary has no source that answers: refused, never relabelled."""
+
+
+class BoundaryEnergy:
+    """One poll of every Redfish source of a boundary ("node" or "rack"), merged into one snapshot."""
+
+    __slots__ = ("boundary", "snapshot")
+
+    def __init__(self, boundary: str, snapshot: EnergySnapshot):
+        self.boundary = boundary
+        self.snapshot = snapshot
+
+
+Sample = PowerReading | ServerMetrics | HostSample | BoundaryEnergy
 
 
 def average_power_w(first: PowerReading, last: PowerReading) -> float | None:
@@ -66,7 +82,17 @@ class TelemetrySampler:
         timeout_s: float = 1.0,
         nvml_reader: NvmlReader | None = None,
         host_monitor: HostMonitor | None = None,
+        node_power_urls: Iterable[str] = (),
+        rack_power_urls: Iterable[str] = (),
+        redfish_user_env: str = "",
+        redfish_password_env: str = "",
+        redfish_interval_s: float = 1.0,
     ) -> None:
+        from agentperf_tui.telemetry.redfish import RedfishPowerReader
+
+        self.redfish = [RedfishPowerReader(u, b, username_env=redfish_user_env, password_env=redfish_password_env)
+                        for b, urls in (("node", node_power_urls), ("rack", rack_power_urls)) for u in urls]
+        self.redfish_interval_s = redfish_interval_s
         self.dcgm_urls = list(dcgm_urls)
         self.sglang_metrics_url = sglang_metrics_url
         self.use_nvml = use_nvml
@@ -124,13 +150,30 @@ class TelemetrySampler:
                 self._note(f"telemetry: {self._nvml.unavailable_reason}; continuing without NVML")
         if self._host is None:
             self._host = HostMonitor(self._server_pids_fn)
-        if self.dcgm_urls or self.sglang_metrics_url:
+        if self.dcgm_urls or self.sglang_metrics_url or self.redfish:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         loop = asyncio.get_running_loop()
         nvml_on = self._nvml is not None and self._nvml.available
         if nvml_on or self.dcgm_urls:
             self._tasks.append(loop.create_task(self._every(self.power_interval_s, self._power_tick)))
         self._tasks.append(loop.create_task(self._every(self.metrics_interval_s, self._metrics_tick)))
+        if self.redfish:
+            self._tasks.append(loop.create_task(self._every(self.redfish_interval_s, self._redfish_tick)))
+
+    async def check_boundary(self, boundary: str) -> None:
+        """At start: every source of ``boundary`` must answer once, or PowerSourceError names it."""
+        if boundary == "gpu":
+            return
+        readers = [r for r in self.redfish if r.boundary == boundary]
+        if not readers:
+            raise PowerSourceError(f"power_boundary = {boundary!r} but no {boundary}_power_urls are configured")
+        assert self._session is not None
+        for reader in readers:
+            try:
+                await reader.read(self._session, time.monotonic())
+            except Exception as exc:
+                raise PowerSourceError(f"telemetry.{boundary}_power_urls: {reader.url} does not answer as a "
+                                       f"Redfish power source: {type(exc).__name__}: {exc}") from exc
 
     async def stop(self) -> None:
         """Cancel the tasks, close the HTTP session and NVML. Safe to call twice."""
@@ -193,6 +236,28 @@ class TelemetrySampler:
         if results:
             self._emit(merge_readings(results))
 
+    async def _redfish_tick(self) -> None:
+        assert self._session is not None
+        for boundary in ("node", "rack"):
+            readers = [r for r in self.redfish if r.boundary == boundary]
+            if not readers:
+                continue
+            results = await asyncio.gather(*(r.read(self._session, time.monotonic()) for r in readers),
+                                           return_exceptions=True)
+            energy: dict[str, float | None] = {}
+            power: dict[str, float | None] = {}
+            for reader, result in zip(readers, results, strict=True):
+                source = f"redfish {boundary} {reader.url}"
+                if isinstance(result, BaseException):
+                    self._fail(source, result)  # its devices go missing from the snapshot: windows are partial
+                    continue
+                self._ok(source)
+                energy.update(result.energy_j)
+                power.update(result.power_w)
+            if energy:
+                self._emit(BoundaryEnergy(boundary, EnergySnapshot(time.monotonic(), energy, power,
+                                                                   f"redfish {boundary}")))
+
     async def _metrics_tick(self) -> None:
         if self.sglang_metrics_url and self._session is not None:
             source = f"SGLang metrics {self.sglang_metrics_url}"
@@ -213,4 +278,4 @@ class TelemetrySampler:
                 self._emit(sample)
 
 
-__all__ = ["TelemetrySampler", "average_power_w"]
+__all__ = ["BoundaryEnergy", "PowerSourceError", "TelemetrySampler", "average_power_w"]
