@@ -335,6 +335,9 @@ class SearchDriver:
                 "avg_power_w": round(avg_power, 1) if avg_power else None,
                 "tokens_per_joule": phase["tokens_per_joule"] if phase else None,
                 "power_boundary": power_boundary,
+                "power_source": (phase.get("power") or {}).get("source", "") if phase else "",
+                "power_devices": (phase.get("power") or {}).get("devices") if phase else None,
+                "power_status": (phase.get("power") or {}).get("status") if phase else None,
                 "power_note": "" if avg_power or not best else (
                     f"power {phase['power'].get('status')}: {phase['power'].get('note')}" if phase and phase.get("power")
                     else "no energy counter at this boundary: not guessed"),

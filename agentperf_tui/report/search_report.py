@@ -71,6 +71,15 @@ def _sample(t: dict[str, Any]) -> str:
     return f"{s['finished']} req / {s['duration_s']:.0f} s" + (f" (+{s['in_flight']} in flight)" if s["in_flight"] else "")
 
 
+def _power_cell(t: dict[str, Any]) -> str:
+    """Average power with the boundary, the source and how many devices answered beside it."""
+    if not t.get("avg_power_w"):
+        return "n/a" + (f" ({t['power_note']})" if t.get("power_note") else "")
+    where = ", ".join(str(x) for x in (t.get("power_boundary"), t.get("power_source"),
+                                       f"{t['power_devices']} devices" if t.get("power_devices") else None) if x)
+    return f"{t['avg_power_w']:,.0f} W ({where})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Agent capacity: {report.get('profile', '')}",
@@ -87,7 +96,7 @@ def markdown(report: dict[str, Any]) -> str:
     for t in report["tiers"]:
         lines.append(
             f"| {t['name']} | {t['output_tps']:g} tok/s, {t['ttft_s']:g} s | {_answer(t)} | {_sample(t)} | "
-            f"{t['agents_per_gpu']:.2f} | {_fmt(t['agents_per_mw'], ',.0f')} | {_fmt(t['avg_power_w'], ',.0f', ' W')} | "
+            f"{t['agents_per_gpu']:.2f} | {_fmt(t['agents_per_mw'], ',.0f')} | {_power_cell(t)} | "
             f"{_fmt(t['tokens_per_joule'], '.3f')} |")
     notes = [f"- {t['name']}: non-monotone: {'; '.join(t['non_monotone'])}" for t in report["tiers"]
              if t.get("non_monotone")]
