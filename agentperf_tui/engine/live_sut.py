@@ -2,7 +2,7 @@
 
 Only public Session methods are used: the target, whether every agent has started, the requests
 in flight, the detail log (engine/metrics.py), the client/server validity reasons and the
-latest energy reading. Trajectory completions are counted from the record stream.
+latest energy marks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING
 
 from agentperf_tui.engine.judge import RequestSet
-from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.slo import Tier
 
 if TYPE_CHECKING:
@@ -25,12 +24,7 @@ class LiveSUT:
     def __init__(self, session: Session):
         self.session = session
         self.tiers: tuple[Tier, ...] = tuple(session.tiers)
-        self._completions: list[tuple[float, int]] = []  # (t_send of the last turn, agent) of finished trajectories
         self._server_state0 = session.server_state
-
-    def on_record(self, record: RequestRecord) -> None:
-        if record.ok and record.turn_index == record.turn_count - 1:
-            self._completions.append((record.t_send, record.agent_id))
 
     def now(self) -> float:
         return time.monotonic()
@@ -60,11 +54,7 @@ class LiveSUT:
         return reasons
 
     def trajectories_done(self, t_from: float, t_to: float) -> dict[int, int]:
-        done: dict[int, int] = {}
-        for t_send, agent in self._completions:
-            if t_from <= t_send < t_to:
-                done[agent] = done.get(agent, 0) + 1
-        return done
+        return self.session.metrics.trajectories_between(t_from, t_to)
 
     def power_mark(self) -> object:
         return self.session.energy_marks()

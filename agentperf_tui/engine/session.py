@@ -204,7 +204,6 @@ class Session:
         driver = SearchDriver(sut, settings, self.server.gpus if self.server else 1, context=self.run_context())
         self.search_driver = driver
         self.search_view = driver.view
-        self.record_sinks.append(sut.on_record)
         self.event(f"auto-search started ({settings.mode} mode)")
 
         async def run() -> None:
@@ -221,9 +220,6 @@ class Session:
             except Exception as exc:  # reported, never silent
                 self.event(f"auto-search failed: {type(exc).__name__}: {exc}")
                 self.exit_code = 1
-            finally:
-                if sut.on_record in self.record_sinks:
-                    self.record_sinks.remove(sut.on_record)
             if stop_when_done:
                 self._request_stop("search " + ("finished" if self.search_report and self.search_report["done"]
                                                 else "stopped"))
