@@ -177,3 +177,29 @@ async def test_a_stale_dcgm_counter_marks_the_window_stale_with_the_fix():
     gpu = summary["power_by_boundary"]["gpu"]
     assert gpu["status"] == "stale" and "-c 1000" in gpu["note"]
     assert summary["agents_per_mw"] is None
+
+
+async def test_summary_tokens_are_the_tokens_that_arrived_in_the_window_close_to_the_servers_count():
+    frames: list = []
+    session, twin = twin_session(frames, "gpu", agents=8, settle_s=1.0)
+    samples: list[tuple[float, int]] = []
+    tick = session.tick
+
+    def counting_tick(now: float) -> None:  # the server's own generation counter at every frame tick
+        tick(now)
+        samples.append((now, twin.cluster.stats.generation_tokens_total))
+
+    session.tick = counting_tick  # type: ignore[method-assign]
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(10.0)
+    session.request_stop("test over")
+    summary = await asyncio.wait_for(task, 20)
+    t0 = session.account.steady_from
+    t1 = t0 + summary["steady_window"]["seconds"]
+
+    def counter_at(t: float) -> int:
+        return min(samples, key=lambda p: abs(p[0] - t))[1]
+
+    server_tokens = counter_at(t1) - counter_at(t0)
+    assert server_tokens > 1000
+    assert abs(summary["output_tokens"] - server_tokens) / server_tokens < 0.03
