@@ -143,3 +143,16 @@ def test_context_stats_and_descriptive_percentile():
     assert (mean, p50, cmax) == (2000.0, 2000.0, 3000.0)
     assert p95 == pytest.approx(2900.0)
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == pytest.approx(4.8)
+
+
+def test_the_steady_window_restarts_after_a_pause():
+    from agentperf_tui.engine.window import RunAccount
+
+    account = RunAccount(settle_s=30.0)
+    account.on_target(0.0, 8)
+    account.tick(1.0, 5.0, False, ())
+    assert account.steady_from == 35.0
+    account.tick(100.0, 5.0, True, ())  # paused: the load generator keeps its own start time
+    assert account.window(150.0) is None
+    account.tick(200.0, 5.0, False, ())  # resumed: the window opens 30 s after the resume
+    assert account.steady_from == 230.0

@@ -74,3 +74,31 @@ def test_one_agent_failing_resolves_to_zero_with_the_reason_on_record():
     drive(state, lambda n, _: FAIL)
     (row,) = state.result()
     assert row["max_agents"] == 0 and row["fail_above"] == 1 and row["resolved"]
+
+
+def test_a_count_is_never_measured_forever():
+    # two tiers; tier b stays undecided at 12 whatever happens, below tier a's passes (non-monotone for b)
+    a, b = Tier("a", 20, 10), Tier("b", 60, 5)
+    state = SearchState([a, b], start=8)
+    verdicts = {8: (PASS, PASS), 16: (PASS, FAIL), 32: (FAIL, FAIL)}
+    ran = []
+    for _ in range(80):
+        n = state.next_agents()
+        if n is None:
+            break
+        ran.append(n)
+        va, vb = verdicts.get(n, (PASS if n < 32 else FAIL, UNDECIDED if n >= 12 else PASS))
+        state.record(n, [va, vb])
+    assert state.done and max(ran.count(n) for n in set(ran)) <= 4, ran
+
+
+def test_an_undecided_rerun_never_erases_a_fail():
+    state = SearchState([T], start=8)
+    state.record(8, [PASS])
+    state.record(16, [PASS])
+    state.record(32, [FAIL])
+    state.record(12, [FAIL])  # a fail below passes: non-monotone
+    assert state.next_agents() == 12
+    state.record(12, [UNDECIDED])  # the re-measure is undecided: the fail stands
+    (row,) = state.result()
+    assert row["fail_above"] == 12 and row["max_agents"] < 12 and row["measured"]["12"] == FAIL

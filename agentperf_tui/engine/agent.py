@@ -80,6 +80,12 @@ class AgentState:
         return None if current is None else (current.t_send, current.t_first)
 
     @property
+    def streamed_tokens(self) -> int:
+        """Tokens the running request has streamed so far (0 when none runs)."""
+        current = self.current
+        return 0 if current is None else current.counted_deltas
+
+    @property
     def in_work(self) -> bool:
         """Has a request in flight or is in tool time (what effective concurrency counts)."""
         return self.current is not None or self.state == TOOL

@@ -110,7 +110,9 @@ def power_view(session: Session, active_agents: int) -> PowerView:
         w = session.energy_window(first, latest_marks, boundary)
         if w.energy_j:
             energy, avg = w.energy_j, w.avg_power_w
-            tpj = session.metrics.tokens_arrived(w.t_from, w.t_to) / w.energy_j
+            mark_t, tokens = session.metrics.tokens_since_mark()
+            if w.measured and mark_t == w.t_from:  # never from a partial or stale denominator
+                tpj = tokens / w.energy_j
         if w.status != "ok":
             status, note = w.status, w.note
     apm = active_agents / (boundary_w / 1e6) if boundary_w and status in ("ok", "") else None

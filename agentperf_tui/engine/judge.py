@@ -4,9 +4,13 @@ Every verdict the tool shows (live window, search phase, run summary, report) co
 ``judge``. The rule is AA-AgentPerf's: over all requests of the window, P25 of output speed >=
 the tier's tok/s AND P95 of TTFT <= the tier's seconds; a failed request fails both.
 
-Percentiles are nearest-rank, so the percentile rule and the share rule are one statement:
-P95 TTFT <= L  <=>  at least 95 % of requests have TTFT <= L, and P25 speed >= x  <=>  at least
-75 % of requests reach x (with linear interpolation the two disagree at exactly 5 % misses).
+Percentiles are defined by the shares they stand for, so the percentile rule and the share rule
+are one statement: P95 TTFT is the nearest-rank P95 (the smallest TTFT that at least 95 % of
+requests are at or below), so P95 TTFT <= L <=> at least 95 % of requests have TTFT <= L; P25
+speed is the largest speed that at least 75 % of requests reach, so P25 speed >= x <=> at least
+75 % reach x. (With linear interpolation the percentile and the share disagree at exactly 5 %
+misses; the textbook nearest-rank P25, the 25th-percentile value from below, would fail a tier
+that exactly 75 % reach, where numpy's interpolation and this definition pass it.)
 
 Requests still in flight at the window's end are right-censored, never dropped: one waiting for
 its first token has TTFT >= its wait so far (known to miss a limit it has already waited past,
@@ -121,7 +125,7 @@ class TierVerdict:
     failed: int
     in_flight: int
     waiting: int  # in flight with no first token yet (TTFT censored)
-    output_tps_p25: float | None  # nearest-rank, in-flight requests left out
+    output_tps_p25: float | None  # the speed >= 75 % reach, in-flight requests left out
     output_tps_p25_bounds: tuple[float | None, float | None]  # in-flight as 0 / as infinitely fast
     ttft_p95_s: float | None  # nearest-rank, waiting requests at their wait so far (a lower bound)
     ttft_p95_bounds: tuple[float | None, float | None]  # waiting at their wait so far / as infinite
@@ -180,7 +184,7 @@ def ttft_p95(sorted_ttfts: Sequence[float]) -> float | None:
 
 
 def speed_p25(sorted_speeds: Sequence[float]) -> float | None:
-    """Nearest-rank P25 of speed: the largest speed that at least 75 % of requests reach."""
+    """P25 of speed as the share rule reads it: the largest speed that at least 75 % of requests reach."""
     n = len(sorted_speeds)
     return None if n == 0 else float(sorted_speeds[n - math.ceil(SPEED_SHARE * n - 1e-9)])
 

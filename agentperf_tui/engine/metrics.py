@@ -38,6 +38,9 @@ class RunMetrics:
         self.conc_t = array("d")  # agents-in-work samples (time, count), every frame
         self.conc_n = array("d")
         self.max_context_tokens = 0
+        self._mark_t: float | None = None  # tokens arrived since this time, kept as records come in
+        self._mark_tokens = 0.0
+        self.last_send: dict[int, float] = {}  # agent -> t_send of its latest finished request
         self.trajectory_ends: list[tuple[float, int]] = []  # (t_send of the last turn, agent) of finished trajectories
         self.completed = 0
         self.failed = 0
@@ -80,6 +83,10 @@ class RunMetrics:
             cause = record.cause.split(":")[0][:60]
             self.failure_causes[cause] = self.failure_causes.get(cause, 0) + 1
         self.output_tokens += record.output_tokens
+        self.last_send[record.agent_id] = record.t_send
+        if self._mark_t is not None and record.t_end >= self._mark_t and record.output_tokens:
+            self._mark_tokens += _arrived(record.output_tokens, self.t_first[-1], self.t_last[-1], record.t_end,
+                                          self._mark_t, math.inf)
         self._window.append((record.t_end, record.t_send, speed, ttft, record.output_tokens,
                              math.nan if record.t_first is None else record.t_first,
                              math.nan if record.t_last is None else record.t_last))
@@ -207,6 +214,22 @@ class RunMetrics:
             if tokens:
                 total += _arrived(tokens, self.t_first[i], self.t_last[i], t_end, t_from, t_to)
         return total
+
+    def mark_tokens_from(self, t0: float) -> None:
+        """Count tokens arriving after ``t0`` incrementally from now on (for live tokens/J, which must
+        not rescan the log every frame); the records already in are scanned back to ~t0 once."""
+        total = 0.0
+        for i in range(len(self.t_end) - 1, -1, -1):
+            t_end = self.t_end[i]
+            if t_end < t0 - 30.0:  # records arrive in completion order (worker batches within ~1 s)
+                break
+            if t_end >= t0 and self.output_tokens_col[i]:
+                total += _arrived(self.output_tokens_col[i], self.t_first[i], self.t_last[i], t_end, t0, math.inf)
+        self._mark_t, self._mark_tokens = t0, total
+
+    def tokens_since_mark(self) -> tuple[float | None, float]:
+        """(mark time, tokens arrived since it) as kept by ``mark_tokens_from``."""
+        return self._mark_t, self._mark_tokens
 
     def finished_between(self, t_from: float, t_to: float) -> tuple[int, int]:
         """(completed, failed) requests that finished in [t_from, t_to)."""

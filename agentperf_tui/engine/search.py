@@ -8,8 +8,9 @@ bracket, until every bracket is narrower than the resolution (max(1, 2 % of the 
 
 Non-monotone verdicts (a pass above a fail) are re-measured once at the failing count; if they
 persist, the answer stays the largest pass below the lowest fail and the contradiction is
-reported. An undecided count is re-measured once (the driver doubles the phase); undecided
-twice, it is not shown to pass and bounds the answer as such.
+reported. A FAIL is only ever replaced by a PASS (a later UNDECIDED does not erase it). An
+undecided count is re-measured twice (quick: 2x, then 4x longer); undecided three times, it is
+not shown to pass and bounds the answer as such. No count runs more than ``MAX_RUNS`` times.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agentperf_tui.engine.judge import FAIL, PASS, UNDECIDED
 from agentperf_tui.engine.slo import Tier
 
 UNDECIDED_RETRIES = 2  # an undecided count is measured at most 1 + this many times (2x, then 4x longer)
+MAX_RUNS = 4  # no count is measured more often than this, whatever the verdicts
 
 
 @dataclass
@@ -33,7 +35,10 @@ class TierLog:
     remeasured: set[int] = field(default_factory=set)
 
     def add(self, agents: int, verdict: str) -> None:
-        self.latest[agents] = verdict
+        if self.failing == agents and self.non_monotone():
+            self.remeasured.add(agents)  # this run is the re-measure of a contradicted fail
+        if not (self.latest.get(agents) == FAIL and verdict == UNDECIDED):  # only a PASS overrides a FAIL
+            self.latest[agents] = verdict
         if verdict == UNDECIDED:
             self.undecided_runs[agents] = self.undecided_runs.get(agents, 0) + 1
 
@@ -110,7 +115,8 @@ class SearchState:
         return notes
 
     def tier_done(self, log: TierLog) -> bool:
-        return log.resolved(self.resolution, self.max_agents) and not self._remeasure_of(log)
+        pending = self._remeasure_of(log)
+        return log.resolved(self.resolution, self.max_agents) and (pending is None or self.repeats(pending) >= MAX_RUNS)
 
     @property
     def done(self) -> bool:
@@ -129,9 +135,7 @@ class SearchState:
             return max(1, min(self.start, self.max_agents))
         for log in self.logs:
             n = self._remeasure_of(log)
-            if n is not None:
-                if log.latest.get(n) != UNDECIDED:
-                    log.remeasured.add(n)
+            if n is not None and self.repeats(n) < MAX_RUNS:
                 return n
         if self.done:
             return None

@@ -184,7 +184,9 @@ class SearchDriver:
 
     async def _run_phase(self, agents: int, repeat: int) -> dict[str, Any] | None:
         sut, s = self.sut, self.settings
-        relevant = [log.passing < agents and (log.failing is None or agents < log.failing) for log in self.state.logs]
+        # the tiers this phase decides: count inside the open bracket, or the bracket's failing count itself
+        # (a re-measure); the others are settled by monotonicity and do not hold the phase open
+        relevant = [log.passing < agents and (log.failing is None or agents <= log.failing) for log in self.state.logs]
         sut.set_agents(agents)
         t_change = sut.now()
         self.current = {"agents": agents, "stage": "ramping", "repeat": repeat}

@@ -120,7 +120,10 @@ class Session:
         self._t0 = time.monotonic()
         self._load_t0: float | None = None
         self._power_recent: deque[PowerReading] = deque(maxlen=64)
-        self.energy = {b: EnergyAccount() for b in ("gpu", "node", "rack")}  # the energy account per boundary
+        # the energy account per boundary; BMC counters are coarse (EnergykWh steps of 0.001 kWh = 3.6 kJ
+        # move every ~4 s at 1 kW), so they are called stale only after 15 s without a change
+        self.energy = {"gpu": EnergyAccount(), "node": EnergyAccount(stale_after_s=15.0),
+                       "rack": EnergyAccount(stale_after_s=15.0)}
         self._workers_seen = 0
         self._resplit_until = 0.0
         self._server_metrics: ServerMetrics | None = None
@@ -249,11 +252,31 @@ class Session:
     def in_flight(self) -> list[tuple[float, float | None]]:
         """(sent, first token) of every request running now (monotonic seconds; None: no token yet)."""
         out = []
-        for agent in (self.loadgen.agents.values() if self.loadgen else ()):
+        last_send = self.metrics.last_send
+        for aid, agent in (self.loadgen.agents.items() if self.loadgen else ()):
             running = agent.in_flight
-            if running is not None:
+            # a worker's snapshot (every 0.25 s) can still show a request whose record (every 0.1 s) is in
+            if running is not None and last_send.get(aid) != running[0]:
                 out.append(running)
         return out
+
+    def in_flight_tokens(self, t_from: float, now: float) -> float:
+        """Tokens the running requests have streamed that arrived after ``t_from`` (each request's so
+        far spread evenly since its first token, as finished ones are): the part of a window's output
+        that the detail log does not hold yet."""
+        total = 0.0
+        last_send = self.metrics.last_send
+        for aid, agent in (self.loadgen.agents.items() if self.loadgen else ()):
+            running = agent.in_flight
+            tokens = getattr(agent, "streamed_tokens", 0) or 0
+            if running is None or running[1] is None or not tokens or last_send.get(aid) == running[0]:
+                continue
+            t_first = running[1]
+            if t_first >= t_from:
+                total += tokens
+            elif now > t_first:
+                total += tokens * (now - t_from) / (now - t_first)
+        return total
 
     def latest_power(self) -> PowerReading | None:
         return self._power_recent[-1] if self._power_recent else None
@@ -501,6 +524,10 @@ class Session:
         self.metrics.sample_concurrency(now, in_work, steady_at is not None, lg.target if lg else 0)
         self.account.tick(now, steady_at, bool(lg and lg.paused), tuple(self.validity_reasons(now)),
                           {b: acc.latest for b, acc in self.energy.items() if acc.latest is not None})
+        first, _ = self.account.power_readings()
+        mark = first.get(self.server.boundary if self.server else "gpu")
+        if mark is not None and self.metrics.tokens_since_mark()[0] != mark.t_s:
+            self.metrics.mark_tokens_from(mark.t_s)  # live tokens/J over the steady window, kept incrementally
         if now - self.last_history >= 1.0:
             self.last_history = now
             _, shares = self.metrics.live_verdicts(now, ())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from agentperf_tui import __version__
 from agentperf_tui.engine.judge import RequestSet, judge
 from agentperf_tui.engine.metrics import context_stats
+from agentperf_tui.telemetry.energy import silent_window
 
 if TYPE_CHECKING:
     from agentperf_tui.engine.session import Session
@@ -75,7 +76,7 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
         return summary
     t0, t1 = window.start, window.end
     requests = m.request_set(t0, t1, session.in_flight(), now)
-    tokens = m.tokens_arrived(t0, t1)
+    tokens = m.tokens_arrived(t0, t1) + session.in_flight_tokens(t0, t1)  # finished + still streaming
     held = m.concurrency_between(t0, t1)
     invalid_s = account.invalid_seconds(t0, t1)
     contexts = m.contexts_sent_between(t0, t1)
@@ -84,8 +85,12 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
     by_boundary = {}
     for b in sorted(set(first) & set(last)):
         w = session.energy_window(first, last, b)
-        tokens_in = m.tokens_arrived(w.t_from, w.t_to) if w.energy_j else 0.0
-        by_boundary[b] = {**w.to_dict(), "tokens_per_joule": round(tokens_in / w.energy_j, 5) if w.energy_j else None,
+        silent = session.energy[b].silent_for(now)
+        if silent is not None:
+            w = silent_window(w, silent)
+        tokens_in = m.tokens_arrived(w.t_from, w.t_to) if w.energy_j and w.measured else 0.0
+        by_boundary[b] = {**w.to_dict(),
+                          "tokens_per_joule": round(tokens_in / w.energy_j, 5) if w.energy_j and w.measured else None,
                           "agents_per_mw": round(held / (w.avg_power_w / 1e6), 1)
                           if held is not None and w.measured and w.avg_power_w else None}
     headline = by_boundary.get(boundary)

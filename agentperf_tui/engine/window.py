@@ -5,6 +5,8 @@ counts requests once all agents have been active >= 30 s) and closes when the ru
 target change closes it and a new one opens once the new target is reached and settled. If the
 run ended before that, there was no steady window, and the summary says so.
 
+A pause closes the window; it opens again ``settle_s`` after the load resumes.
+
 Validity is kept per frame tick (4 Hz) over the whole run, so a window that was starved in the
 middle is reported invalid with the seconds and reasons, not only when its last second was bad.
 Power readings are taken at the window's first tick and its last, so power and tokens per joule
@@ -47,6 +49,8 @@ class RunAccount:
         self._power_first: dict[str, Any] = {}  # boundary -> first energy snapshot inside the window
         self._power_last: dict[str, Any] = {}
         self.last_end: float | None = None
+        self._paused = False
+        self._resumed_at: float | None = None
 
     def on_target(self, now: float, target: int) -> None:
         if target != self.target or self.target_since is None:
@@ -68,13 +72,17 @@ class RunAccount:
     def tick(self, now: float, all_started_at: float | None, paused: bool, invalid_reasons: tuple[str, ...],
              power: dict[str, Any] | None = None) -> None:
         """One frame tick: the load's state and the client/server validity reasons right now."""
-        if all_started_at is not None and self.all_started_at is None and not paused:
-            self.all_started_at = max(all_started_at, self.target_since or all_started_at)
         if paused:  # a paused load holds nothing: the window restarts after it resumes
+            self._paused = True
             self.all_started_at = None
             self._reasons.clear()
             self._power_first = {}
             self._power_last = {}
+        elif self._paused:
+            self._paused = False
+            self._resumed_at = now
+        if all_started_at is not None and self.all_started_at is None and not paused:
+            self.all_started_at = max(all_started_at, self.target_since or all_started_at, self._resumed_at or 0.0)
         dt = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
         self._last_tick = now
         self._tick_t.append(now)

@@ -137,6 +137,17 @@ class EnergyAccount:
                 return self.window(older, last)
         return self.window(None, last)
 
+    def silent_for(self, now: float, min_gap_s: float = 3.0) -> float | None:
+        """Seconds since the latest snapshot when that is longer than 5 poll intervals (and
+        ``min_gap_s``): the source went quiet, so a window ending at its last reading is short."""
+        if self.latest is None or len(self.recent) < 2:
+            return None
+        snaps = list(self.recent)[-10:]
+        gaps = sorted(b.t_s - a.t_s for a, b in zip(snaps, snaps[1:], strict=False))
+        interval = gaps[len(gaps) // 2] if gaps else 1.0
+        gap = now - self.latest.t_s
+        return gap if gap > max(min_gap_s, 5 * interval) else None
+
     def stale_between(self, t_from: float, t_to: float) -> list[str]:
         return sorted(k for k, spans in self._stale.items() if any(a < t_to and b > t_from for a, b in spans))
 
@@ -178,3 +189,12 @@ class EnergyAccount:
             status = OK
         return EnergyWindow(first.t_s, last.t_s, total if counted else None, counted, len(seen), status,
                             "; ".join(notes), tuple(missing), tuple(reset), tuple(stale), last.source or first.source)
+
+
+def silent_window(window: EnergyWindow, silent_s: float) -> EnergyWindow:
+    """``window`` marked stale because its source has been silent for ``silent_s`` since its end."""
+    from dataclasses import replace
+
+    note = f"no reading for the last {silent_s:.0f} s (source silent): power covers only up to its last reading"
+    return replace(window, status=STALE if window.status in (OK, STALE) else window.status,
+                   note="; ".join(x for x in (window.note, note) if x))

@@ -39,6 +39,7 @@ class _Chassis:
     path: str
     key: str
     mode: str  # "energy" | "watts" | "legacy"
+    reading_path: str = ""  # the EnvironmentMetrics or Power resource found at discovery
     energy_j: float = 0.0  # integrated (watts modes)
     last_t: float | None = None
     last_w: float | None = None
@@ -64,17 +65,31 @@ class RedfishPowerReader:
         self.timeout_s = timeout_s
         self.prefer_counter = prefer_counter  # False: integrate PowerWatts even where EnergykWh exists (bench)
         self._chassis: list[_Chassis] | None = None
+        self._client_of: tuple[aiohttp.ClientSession, object] | None = None
 
-    def _client(self, session: aiohttp.ClientSession):
+    def copy(self) -> RedfishPowerReader:
+        """A fresh reader with the same settings (a start-up probe must not share integration state)."""
+        return RedfishPowerReader(self.url, self.boundary, username_env=self.username_env,
+                                  password_env=self.password_env, timeout_s=self.timeout_s,
+                                  prefer_counter=self.prefer_counter)
+
+    async def _client(self, session: aiohttp.ClientSession):
+        """One client per aiohttp session, logged in once (HTTP Basic over HTTPS) when credentials are named."""
+        if self._client_of is not None and self._client_of[0] is session:
+            return self._client_of[1]
         if AsyncRedfishClient is None:
             raise RuntimeError(f"the redfish package is not importable: {_IMPORT_ERROR}")
         user = os.environ.get(self.username_env) if self.username_env else None
         password = os.environ.get(self.password_env) if self.password_env else None
-        if (user is None) != (password is None):
-            raise RuntimeError(f"set both {self.username_env or 'the username variable'} and "
-                               f"{self.password_env or 'the password variable'} (or neither)")
-        return AsyncRedfishClient(self.url, username=user, password=password, session=session,
-                                  timeout=self.timeout_s)
+        if self.username_env and (user is None or password is None):
+            raise RuntimeError(f"set the environment variables {self.username_env} and {self.password_env} "
+                               "(the profile names them; their values are never read from the profile)")
+        client = AsyncRedfishClient(self.url, username=user, password=password, session=session,
+                                    timeout=self.timeout_s)
+        if user is not None:
+            await client.login(auth="basic")  # the library requires HTTPS for credentials
+        self._client_of = (session, client)
+        return client
 
     async def _json(self, client, path: str) -> dict:
         response = await client.get(path)
@@ -99,27 +114,34 @@ class RedfishPowerReader:
             is_rack = types[path] in ("Rack", "RackGroup", "PowerStrip")
             parent = (doc.get("Links") or {}).get("ContainedBy")  # a single navigation link
             parents = [parent["@odata.id"]] if isinstance(parent, dict) and parent.get("@odata.id") else []
-            top = all(types.get(p, "Rack") in ("Rack", "RackGroup") for p in parents)
-            if (self.boundary == "rack") != is_rack or (self.boundary == "node" and not top):
-                continue
-            mode = "legacy"
-            if "EnvironmentMetrics" in doc:
-                env = await self._json(client, doc["EnvironmentMetrics"]["@odata.id"])
+            parent_types = [types.get(p, "") for p in parents]
+            if self.boundary == "node":
+                # a node's top-level chassis: not a rack, contained by nothing or by a rack only
+                if is_rack or any(t not in ("Rack", "RackGroup", "") for t in parent_types):
+                    continue
+            elif not is_rack or any(t in ("Rack", "RackGroup", "PowerStrip") for t in parent_types):
+                continue  # a rack inside a rack (or a strip inside a rack) is counted by its parent
+            mode, reading_path = "", ""
+            if isinstance(doc.get("EnvironmentMetrics"), dict):
+                reading_path = doc["EnvironmentMetrics"].get("@odata.id", "")
+                env = await self._json(client, reading_path)
                 if self.prefer_counter and isinstance(env.get("EnergykWh"), dict) and \
                         env["EnergykWh"].get("Reading") is not None:
                     mode = "energy"
                 elif isinstance(env.get("PowerWatts"), dict):
                     mode = "watts"
-            elif "Power" not in doc:
+            if not mode and isinstance(doc.get("Power"), dict):
+                mode, reading_path = "legacy", doc["Power"].get("@odata.id", "")
+            if not mode or not reading_path:
                 continue
-            found.append(_Chassis(path, f"{self.url}{path}", mode))
+            found.append(_Chassis(path, f"{self.url}{path}", mode, reading_path))
         if not found:
             raise RuntimeError(f"{self.url}: no {self.boundary} chassis with power readings under /redfish/v1/Chassis")
         return found
 
     async def read(self, session: aiohttp.ClientSession, now: float) -> EnergySnapshot:
         """One poll: cumulative energy (J) and watts per chassis. Raises on any failure."""
-        client = self._client(session)
+        client = await self._client(session)
         if self._chassis is None:
             self._chassis = await self._discover(client)
         energy: dict[str, float | None] = {}
@@ -127,7 +149,7 @@ class RedfishPowerReader:
         for ch in self._chassis:
             watts: float | None
             if ch.mode in ("energy", "watts"):
-                env = await self._json(client, f"{ch.path}/EnvironmentMetrics")
+                env = await self._json(client, ch.reading_path)
                 watts = _reading(env.get("PowerWatts"))
                 if ch.mode == "energy":
                     kwh = _reading(env.get("EnergykWh"))
@@ -135,7 +157,7 @@ class RedfishPowerReader:
                     power[ch.key] = watts
                     continue
             else:
-                doc = await self._json(client, f"{ch.path}/Power")
+                doc = await self._json(client, ch.reading_path)
                 controls = doc.get("PowerControl") or []
                 watts = controls[0].get("PowerConsumedWatts") if controls and isinstance(controls[0], dict) else None
                 watts = None if watts is None else float(watts)

@@ -170,7 +170,7 @@ class TelemetrySampler:
         assert self._session is not None
         for reader in readers:
             try:
-                await reader.read(self._session, time.monotonic())
+                await reader.copy().read(self._session, time.monotonic())  # a probe: own integration state
             except Exception as exc:
                 raise PowerSourceError(f"telemetry.{boundary}_power_urls: {reader.url} does not answer as a "
                                        f"Redfish power source: {type(exc).__name__}: {exc}") from exc
