@@ -333,6 +333,9 @@ async def test_get_server_info_falls_back_and_fingerprint_ignores_ports() -> Non
     assert len(fp) == 12
     assert fp == server_fingerprint({"internal_states": [], "port": 2, "tp_size": 8})
     assert fp != server_fingerprint({"tp_size": 4})
+    # per-launch values of real SGLang do not split identical configurations
+    assert server_fingerprint({"tp_size": 8, "random_seed": 1, "startup_time": 10.0}) == server_fingerprint(
+        {"tp_size": 8, "random_seed": 987654, "startup_time": 99.0})
     ok, msg = await flush_cache(f"http://127.0.0.1:{port}")
     assert not ok and "connection refused" in msg
     with pytest.raises(Exception, match="no server info"):

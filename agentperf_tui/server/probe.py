@@ -33,6 +33,8 @@ VOLATILE_KEYS = frozenset(
         "pid",
         "uptime",
         "start_time",
+        "startup_time",  # per launch
+        "random_seed",  # SGLang 0.5.23 draws a new one at every launch when none is set
         "max_total_num_tokens",
         "unknown_args",
     }
