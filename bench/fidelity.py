@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,11 +92,23 @@ def run_search(profile: str, out: Path, timeout_s: float, extra: list[str]) -> d
             "--no-record", "--report", str(report), *extra]
     t0 = time.monotonic()
     with open(out / f"{Path(profile).stem}.log", "wb") as log:
-        proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, cwd=ROOT)
-    if proc.returncode != 0 or not report.exists():
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # SIGTERM: the search stops cleanly, stops its servers and writes a report saying "stopped"
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    # exit 3: the search stopped early or left a tier unresolved; its report says which
+    if proc.returncode not in (0, 3, 143) or not report.exists():
         raise SystemExit(f"search on {profile} failed (exit {proc.returncode}); see {out / (Path(profile).stem + '.log')}")
     data = orjson.loads(report.read_bytes())
-    print(f"# {profile}: {data['phases_run']} phases in {(time.monotonic() - t0) / 60:.1f} min", file=sys.stderr)
+    print(f"# {profile}: {data['phases_run']} phases in {(time.monotonic() - t0) / 60:.1f} min, "
+          f"{data.get('status', 'finished')}" + (f": {data['stopped']}" if data.get("stopped") else ""), file=sys.stderr)
     return data
 
 

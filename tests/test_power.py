@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -75,15 +76,17 @@ async def test_node_and_rack_power_over_redfish_from_the_twins_bmc(twin_bmc):
     async with aiohttp.ClientSession() as session:
         nodes = RedfishPowerReader(url, "node")
         rack = RedfishPowerReader(url, "rack")
-        n0, _ = await nodes.read(session, 0.0), await rack.read(session, 0.0)
+        n0 = await nodes.read(session, time.monotonic())
+        await rack.read(session, time.monotonic())
         await asyncio.sleep(0.5)
-        n1, r1 = await nodes.read(session, 0.5), await rack.read(session, 0.5)
+        n1 = await nodes.read(session, time.monotonic())
+        r1 = await rack.read(session, time.monotonic())
     assert sorted(k.rsplit("/", 1)[1] for k in n1.energy_j) == [f"twin-tray{i:02d}" for i in range(1, 19)]
     assert [k.rsplit("/", 1)[1] for k in r1.energy_j] == ["Rack"]
     acc = EnergyAccount()
     node_w = acc.window(n0, n1)
     assert node_w.status == OK and node_w.devices == 18
-    truth = twin.bmc.readings(__import__("time").monotonic())
+    truth = twin.bmc.readings(time.monotonic())
     gpu_w = sum(n["gpu_power_w"] for n in truth["nodes"].values())
     node_now = n1.total_power_w
     assert node_now > gpu_w  # node power includes CPUs, NICs, fans
