@@ -173,8 +173,11 @@ class AgentPerfApp(App[int]):
     def _flush_log(self) -> None:
         """Log lines go to the Log panel once a second: each write re-lays out the log."""
         if self._log_pending:
+            panels = self.query(LogPanel)
+            if not panels:  # the timer can fire once more while the app tears its screen down
+                return
             lines, self._log_pending = self._log_pending[-LOG_LINES:], []
-            log = self.query_one(LogPanel)
+            log = panels.first()
             for line in lines:
                 log.write(line)
 
