@@ -161,16 +161,14 @@ class RunMetrics:
         return sum(n for _, n in self._recent_conc) / len(self._recent_conc)
 
     def sample_concurrency(self, now: float, in_work: int, steady: bool, target: int = 0) -> None:
-        self.conc_t.append(now)
-        self.conc_n.append(in_work)
-        self._sample_recent(now, in_work, steady, target)
-
-    def _sample_recent(self, now: float, in_work: int, steady: bool, target: int) -> None:
-        """Integrate agents-in-work over steady time (time-average = effective concurrency).
+        """Log agents in work (every sample, for windows) and integrate them over steady time
+        (time-average = effective concurrency).
 
         The recent (10 s) average used for the validity check only holds steady samples: a ramp
         after a target change is not a client that failed to hold its target.
         """
+        self.conc_t.append(now)
+        self.conc_n.append(in_work)
         if steady:
             self._recent_conc.append((now, in_work / target if target > 0 else 1.0))
         else:
@@ -231,17 +229,6 @@ class RunMetrics:
         """(mark time, tokens arrived since it) as kept by ``mark_tokens_from``."""
         return self._mark_t, self._mark_tokens
 
-    def finished_between(self, t_from: float, t_to: float) -> tuple[int, int]:
-        """(completed, failed) requests that finished in [t_from, t_to)."""
-        completed = failed = 0
-        for i, t in enumerate(self.t_end):
-            if t_from <= t < t_to:
-                if self.ok[i]:
-                    completed += 1
-                else:
-                    failed += 1
-        return completed, failed
-
     def contexts_sent_between(self, t_from: float, t_to: float) -> list[int]:
         """Context tokens (prompt + output) of every finished request sent in [t_from, t_to)."""
         return [self.context_col[i] for i in self.sent_between(t_from, t_to)]
@@ -266,10 +253,6 @@ class RunMetrics:
             if t_from <= t < t_to:
                 done[agent] = done.get(agent, 0) + 1
         return done
-
-    def concurrency_min_between(self, t_from: float, t_to: float) -> float | None:
-        values = [n for t, n in zip(self.conc_t, self.conc_n, strict=True) if t_from <= t < t_to]
-        return min(values) if values else None
 
 
 def _censored(t_send: float, t_first: float | None, now: float) -> tuple[float | None, float]:

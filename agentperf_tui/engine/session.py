@@ -211,8 +211,8 @@ class Session:
 
         async def run() -> None:
             try:
-                self.search_report = driver.report(**self._report_args())
-                self.search_report = await driver.run()
+                self.search_report = driver.report(**self._report_args())  # a report exists from the start
+                await driver.run()
                 self.search_report = driver.report(**self._report_args())
                 if self.search_report["done"]:
                     self.event("auto-search finished: " + tiers_line(self.search_report))
@@ -251,25 +251,25 @@ class Session:
 
     def in_flight(self) -> list[tuple[float, float | None]]:
         """(sent, first token) of every request running now (monotonic seconds; None: no token yet)."""
-        out = []
+        return [running for _agent, running in self._running_requests()]
+
+    def _running_requests(self):
+        """(agent, (sent, first token)) of every request running now whose record is not in yet: a
+        worker's snapshot (every 0.25 s) can still show a request whose record (every 0.1 s) is in."""
         last_send = self.metrics.last_send
         for aid, agent in (self.loadgen.agents.items() if self.loadgen else ()):
             running = agent.in_flight
-            # a worker's snapshot (every 0.25 s) can still show a request whose record (every 0.1 s) is in
             if running is not None and last_send.get(aid) != running[0]:
-                out.append(running)
-        return out
+                yield agent, running
 
     def in_flight_tokens(self, t_from: float, now: float) -> float:
         """Tokens the running requests have streamed that arrived after ``t_from`` (each request's so
         far spread evenly since its first token, as finished ones are): the part of a window's output
         that the detail log does not hold yet."""
         total = 0.0
-        last_send = self.metrics.last_send
-        for aid, agent in (self.loadgen.agents.items() if self.loadgen else ()):
-            running = agent.in_flight
+        for agent, running in self._running_requests():
             tokens = getattr(agent, "streamed_tokens", 0) or 0
-            if running is None or running[1] is None or not tokens or last_send.get(aid) == running[0]:
+            if running[1] is None or not tokens:
                 continue
             t_first = running[1]
             if t_first >= t_from:
@@ -409,14 +409,11 @@ class Session:
                 workers=self.options.workers, warm_start=self.options.warm_start)
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
-                self.loadgen.set_target(self.search_settings.start_agents)
-                self.account.on_target(time.monotonic(), self.search_settings.start_agents)
+                self._set_target(self.search_settings.start_agents)
                 self._start_search(self.search_settings, True)
                 await self._stop.wait()
             else:
-                self.loadgen.set_target(self.options.agents)
-                self.account.on_target(time.monotonic(), self.options.agents)
-                self.account.on_target(time.monotonic(), self.options.agents)
+                self._set_target(self.options.agents)
                 duration = self.options.duration_s
                 timeout = None if duration is None or duration <= 0 else duration
                 try:
@@ -523,7 +520,7 @@ class Session:
         in_work = sum(1 for a in agents if a.in_work)
         self.metrics.sample_concurrency(now, in_work, steady_at is not None, lg.target if lg else 0)
         self.account.tick(now, steady_at, bool(lg and lg.paused), tuple(self.validity_reasons(now)),
-                          {b: acc.latest for b, acc in self.energy.items() if acc.latest is not None})
+                          self.energy_marks())
         first, _ = self.account.power_readings()
         mark = first.get(self.server.boundary if self.server else "gpu")
         if mark is not None and self.metrics.tokens_since_mark()[0] != mark.t_s:

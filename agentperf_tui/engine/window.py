@@ -48,7 +48,6 @@ class RunAccount:
         self._last_tick: float | None = None
         self._power_first: dict[str, Any] = {}  # boundary -> first energy snapshot inside the window
         self._power_last: dict[str, Any] = {}
-        self.last_end: float | None = None
         self._paused = False
         self._resumed_at: float | None = None
 
