@@ -111,6 +111,10 @@ class TelemetrySpec:
     nvml: bool = True
     dcgm_urls: tuple[str, ...] = ()
     sglang_metrics: bool = True
+    #: Every serving process's /metrics, one entry per worker: a URL, or the list of URLs of one
+    #: multi-node worker's nodes (rank 0 and rank >= 1 each serve /metrics). Empty: the server's
+    #: own base URL + /metrics. An aggregating gateway's /engine_metrics is one entry.
+    sglang_metrics_urls: tuple[tuple[str, ...], ...] = ()
     power_boundary: str = "gpu"
     node_power_urls: tuple[str, ...] = ()
     rack_power_urls: tuple[str, ...] = ()
@@ -411,12 +415,30 @@ def _tiers(where: str, data: Any) -> tuple[Tier, ...]:
     return tuple(tiers)
 
 
+def _metrics_urls(t: _Table) -> tuple[tuple[str, ...], ...]:
+    """``sglang_metrics_urls``: each entry a URL (one worker) or a list of URLs (one worker's nodes)."""
+    _, raw = t._get("sglang_metrics_urls", [])
+    if not isinstance(raw, list):
+        raise t.error("sglang_metrics_urls", "expected a list of URLs (or of lists of URLs, one list per worker)")
+    out = []
+    for i, entry in enumerate(raw):
+        urls = [entry] if isinstance(entry, str) else entry
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+            raise t.error(f"sglang_metrics_urls[{i}]", "expected a URL or a non-empty list of URLs")
+        for u in urls:
+            if not u.startswith(("http://", "https://", "{")):
+                raise t.error(f"sglang_metrics_urls[{i}]", f"{u!r} is not an http(s) URL")
+        out.append(tuple(urls))
+    return tuple(out)
+
+
 def _telemetry(where: str, data: Any) -> TelemetrySpec:
     t = _Table(where, "telemetry", data)
     spec = TelemetrySpec(
         nvml=t.flag("nvml", True),
         dcgm_urls=t.strlist("dcgm_urls"),
         sglang_metrics=t.flag("sglang_metrics", True),
+        sglang_metrics_urls=_metrics_urls(t),
         power_boundary=t.text("power_boundary", "gpu", BOUNDARIES),
         node_power_urls=t.strlist("node_power_urls"),
         rack_power_urls=t.strlist("rack_power_urls"),
@@ -426,6 +448,10 @@ def _telemetry(where: str, data: Any) -> TelemetrySpec:
     t.finish()
     for key in ("dcgm_urls", "node_power_urls", "rack_power_urls"):
         _check_placeholders(t, key, getattr(spec, key), {"host", "port", "dcgm_port"})
+    for i, urls in enumerate(spec.sglang_metrics_urls):
+        _check_placeholders(t, f"sglang_metrics_urls[{i}]", urls, {"host", "port", "dcgm_port"})
+    if spec.sglang_metrics_urls and not spec.sglang_metrics:
+        raise t.error("sglang_metrics_urls", "given with sglang_metrics = false: remove one of them")
     for key in ("redfish_user_env", "redfish_password_env"):
         value = getattr(spec, key)
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):

@@ -77,6 +77,9 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
         node_urls = [supervisor.resolve(u) for u in telemetry.node_power_urls]
         rack_urls = [supervisor.resolve(u) for u in telemetry.rack_power_urls]
         api_key = supervisor.api_key
+        # each worker named by its rank-0 URL (the label that tells workers apart when merged)
+        metrics_sources = [(resolved[0], resolved) for resolved in ([supervisor.resolve(u) for u in urls]
+                                                                     for urls in telemetry.sglang_metrics_urls)]
         return ServerHandle(
             base_url=base_url, model=profile.server.model, gpus=profile.server.gpus, dcgm_urls=dcgm_urls,
             metrics_url=base_url.rstrip("/") + "/metrics" if telemetry.sglang_metrics else None,
@@ -86,7 +89,8 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             twin=any("agentperf_tui.twin" in arg for proc in profile.server.processes for arg in proc.argv),
             launch_argv=[list(proc.argv) for proc in profile.server.processes],
             node_power_urls=node_urls, rack_power_urls=rack_urls,
-            redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env)
+            redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env,
+            metrics_sources=metrics_sources if telemetry.sglang_metrics else [])
 
     return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
                    server_starter=start_server, sinks=sinks)

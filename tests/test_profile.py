@@ -155,6 +155,12 @@ def test_error_shows_profile_path_relative_to_repo(tmp_path: Path, monkeypatch: 
         ('[telemetry]\npower_boundary = "rack"\n', "telemetry.rack_power_urls", "required with power_boundary = 'rack'"),
         ('[telemetry]\nredfish_user_env = "admin:secret"\nredfish_password_env = "P"\n',
          "telemetry.redfish_user_env", "expected the NAME of an environment variable"),
+        ('[telemetry]\nsglang_metrics_urls = [[]]\n', "telemetry.sglang_metrics_urls[0]",
+         "expected a URL or a non-empty list of URLs"),
+        ('[telemetry]\nsglang_metrics_urls = ["tray01:30001/metrics"]\n', "telemetry.sglang_metrics_urls[0]",
+         "'tray01:30001/metrics' is not an http(s) URL"),
+        ('[telemetry]\nsglang_metrics = false\nsglang_metrics_urls = ["http://a/metrics"]\n',
+         "telemetry.sglang_metrics_urls", "given with sglang_metrics = false"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, snippet: str, key: str, message: str) -> None:
@@ -272,3 +278,11 @@ def test_gb300_split_uses_all_72_gpus_on_18_distinct_trays() -> None:
                 )
         assert len(by_addr) == 5 and all(sorted(r) == ["0", "1"] for r in by_addr.values())
         assert len(profile.telemetry.dcgm_urls) == 18
+
+
+def test_metrics_urls_one_entry_per_worker(tmp_path: Path) -> None:
+    text = MINIMAL + ('\n[telemetry]\nsglang_metrics_urls = ["http://tray01:30001/metrics", '
+                      '["http://tray09:30011/metrics", "http://tray10:30011/metrics"]]\n')
+    profile = load_profile(write(tmp_path, text))
+    assert profile.telemetry.sglang_metrics_urls == (
+        ("http://tray01:30001/metrics",), ("http://tray09:30011/metrics", "http://tray10:30011/metrics"))

@@ -215,3 +215,56 @@ def test_merge_keeps_trays_whose_hostname_labels_collide() -> None:
     a = parse_dcgm('DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-a",Hostname="dcgm-exporter"} 100\n', 0.0)
     b = parse_dcgm('DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-b",Hostname="dcgm-exporter"} 200\n', 0.0)
     assert merge_readings([a, b]).total_power_w == 300
+
+
+# -- several serving processes (PD disaggregation: prefill and decode workers, multi-node) ------
+
+
+def _worker_body(engine_type: str, dp_ranks: range, running: float, queue: float, extra: str = "") -> str:
+    """One SGLang process's /metrics: per DP rank, two TP ranks reporting the same scheduler state."""
+    lines = []
+    for name, value in (("num_running_reqs", running), ("num_queue_reqs", queue), ("token_usage", 0.5)):
+        lines += [f"# TYPE sglang:{name} gauge"]
+        for dp in dp_ranks:
+            for tp in (2 * dp, 2 * dp + 1):
+                lines.append(f'sglang:{name}{{engine_type="{engine_type}",dp_rank="{dp}",tp_rank="{tp}",'
+                             f'model_name="m"}} {value}')
+    return "\n".join(lines) + "\n" + extra
+
+
+def test_sources_sum_workers_and_split_prefill_from_decode() -> None:
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_sources
+
+    prefill_a = _worker_body("prefill", range(4), 2, 1, '# TYPE sglang:num_prefill_bootstrap_queue_reqs gauge\n'
+                             'sglang:num_prefill_bootstrap_queue_reqs{engine_type="prefill",dp_rank="0",'
+                             'tp_rank="0"} 3\n')
+    prefill_b = _worker_body("prefill", range(4), 2, 1)
+    # one decode worker over two nodes: DP ranks 0-3 on rank 0's node, 4-7 on rank 1's
+    decode_r0 = _worker_body("decode", range(4), 50, 0, '# TYPE sglang:num_decode_transfer_queue_reqs gauge\n'
+                             'sglang:num_decode_transfer_queue_reqs{engine_type="decode",dp_rank="0",'
+                             'tp_rank="0"} 7\n')
+    decode_r1 = _worker_body("decode", range(4, 8), 50, 0)
+    m = parse_sglang_sources([("p1", prefill_a), ("p2", prefill_b), ("d1", decode_r0), ("d1", decode_r1)],
+                             t_s=1.0, sources_total=3)
+    assert set(m.by_engine) == {"prefill", "decode"}
+    prefill, decode = m.by_engine["prefill"], m.by_engine["decode"]
+    assert prefill.running_reqs == 2 * 4 * 2  # 2 workers x 4 DP ranks x 2 requests (TP copies collapsed)
+    assert prefill.queued_reqs == 8
+    assert prefill.prefill_bootstrap_queue_reqs == 3
+    assert decode.running_reqs == 50 * 8  # both nodes' DP ranks, each once
+    assert decode.decode_transfer_queue_reqs == 7
+    assert decode.prefill_bootstrap_queue_reqs is None
+    assert m.running_reqs == prefill.running_reqs + decode.running_reqs
+    assert m.token_usage == pytest.approx(0.5)
+    assert (m.sources_ok, m.sources_total) == (3, 3)
+
+
+def test_same_labels_on_two_workers_are_not_collapsed_as_replicas() -> None:
+    """Two single-node workers both report dp_rank 0 / tp_rank 0: they are two schedulers, not copies."""
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_sources
+
+    body = _worker_body("unified", range(1), 5, 0)
+    m = parse_sglang_sources([("a", body), ("b", body)], t_s=0.0)
+    assert m.running_reqs == 10
+    single = parse_sglang_metrics(body, t_s=0.0)
+    assert single.running_reqs == 5 and single.by_engine["unified"].running_reqs == 5

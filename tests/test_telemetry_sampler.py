@@ -259,3 +259,24 @@ def test_host_monitor_without_server_and_with_raising_pid_fn() -> None:
         raise RuntimeError("server not started")
 
     assert HostMonitor(broken).sample().server_procs == 0
+
+
+async def test_sampler_merges_every_worker_and_says_when_one_is_missing(exporter: str) -> None:
+    """Two workers configured, one answers: the sample says 1 of 2 (partial), and the dead URL is noted."""
+    samples: list[object] = []
+    notes: list[str] = []
+    dead = f"http://127.0.0.1:{_dead_port()}/metrics"
+    s = TelemetrySampler(
+        sglang_metrics_sources=[("w1", [f"{exporter}/sglang_metrics.txt"]),
+                                ("w2", [f"{exporter}/sglang_metrics.txt", dead])],
+        use_nvml=False, on_sample=samples.append, on_note=notes.append, metrics_interval_s=0.05,
+    )
+    await s.start()
+    try:
+        await _wait_for(lambda: any(isinstance(x, ServerMetrics) for x in samples))
+    finally:
+        await s.stop()
+    metrics = next(x for x in samples if isinstance(x, ServerMetrics))
+    assert (metrics.sources_ok, metrics.sources_total) == (1, 2)
+    assert metrics.running_reqs == 37  # w1 alone: w2's rank-0 answered but its rank-1 did not
+    assert len([n for n in notes if dead in n]) == 1

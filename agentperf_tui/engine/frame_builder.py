@@ -6,7 +6,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from agentperf_tui.engine.frames import AgentRows, ContextView, Frame, PowerView, ServerView, TierView
+from agentperf_tui.engine.frames import (
+    AgentRows,
+    ContextView,
+    EngineView,
+    Frame,
+    PowerView,
+    ServerView,
+    TierView,
+)
 from agentperf_tui.engine.metrics import context_stats
 
 if TYPE_CHECKING:
@@ -125,6 +133,9 @@ def power_view(session: Session, active_agents: int) -> PowerView:
                      load=load)
 
 
+ENGINE_ORDER = {"prefill": 0, "decode": 1, "unified": 2}
+
+
 def server_view(session: Session) -> ServerView:
     m = session.server_metrics
     s = session.server
@@ -132,7 +143,17 @@ def server_view(session: Session) -> ServerView:
             "fingerprint": s.fingerprint if s else ""}
     if m is None:
         return ServerView(**base)
+    engines = tuple(
+        EngineView(engine_type=kind, running_reqs=e.running_reqs, queued_reqs=e.queued_reqs,
+                   token_usage=e.token_usage, cache_hit_rate=e.cache_hit_rate,
+                   gen_throughput_tps=e.gen_throughput_tps, spec_accept_length=e.spec_accept_length,
+                   bootstrap_queue_reqs=e.prefill_bootstrap_queue_reqs,
+                   inflight_queue_reqs=e.prefill_inflight_queue_reqs,
+                   prealloc_queue_reqs=e.decode_prealloc_queue_reqs,
+                   transfer_queue_reqs=e.decode_transfer_queue_reqs)
+        for kind, e in sorted(m.by_engine.items(), key=lambda kv: ENGINE_ORDER.get(kv[0], 9)))
     return ServerView(**base, running_reqs=m.running_reqs, queued_reqs=m.queued_reqs, token_usage=m.token_usage,
                       cache_hit_rate=m.cache_hit_rate, gen_throughput_tps=m.gen_throughput_tps,
                       spec_accept_length=m.spec_accept_length, used_tokens=m.used_tokens,
-                      max_total_tokens=m.max_total_tokens)
+                      max_total_tokens=m.max_total_tokens, engines=engines,
+                      metrics_sources_ok=m.sources_ok, metrics_sources_total=m.sources_total)

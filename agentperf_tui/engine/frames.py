@@ -111,6 +111,24 @@ class PowerView:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineView:
+    """One SGLang engine type's share of the deployment (``engine_type`` prefill / decode / unified),
+    summed over its workers and DP ranks."""
+
+    engine_type: str
+    running_reqs: float | None = None
+    queued_reqs: float | None = None
+    token_usage: float | None = None
+    cache_hit_rate: float | None = None
+    gen_throughput_tps: float | None = None
+    spec_accept_length: float | None = None
+    bootstrap_queue_reqs: float | None = None  # prefill: waiting for the decode side's handshake
+    inflight_queue_reqs: float | None = None  # prefill: KV being sent
+    prealloc_queue_reqs: float | None = None  # decode: waiting for a KV slot
+    transfer_queue_reqs: float | None = None  # decode: KV arriving
+
+
+@dataclass(frozen=True, slots=True)
 class ServerView:
     """SGLang's own view (from /metrics) plus the server process state."""
 
@@ -126,6 +144,9 @@ class ServerView:
     spec_accept_length: float | None = None
     used_tokens: float | None = None
     max_total_tokens: float | None = None
+    engines: tuple[EngineView, ...] = ()  # per engine_type, when the server labels them (PD: prefill, decode)
+    metrics_sources_ok: int = 0  # serving processes whose /metrics answered the last scrape
+    metrics_sources_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +217,8 @@ class Frame:
             tiers=tuple(TierView(**{**t, "history": tuple(t["history"])}) for t in data["tiers"]),
             context=ContextView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["context"].items()}),
             power=PowerView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["power"].items()}),
-            server=ServerView(**data["server"]),
+            server=ServerView(**{**data["server"],
+                                 "engines": tuple(EngineView(**e) for e in data["server"].get("engines") or ())}),
             client=ClientView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["client"].items()}),
             agents=AgentRows(**{k: tup(v) for k, v in agents.items()}) if agents else AgentRows(),
             events=tuple(data.get("events") or ()),

@@ -90,6 +90,8 @@ class ServerHandle:
     rack_power_urls: list[str] = field(default_factory=list)  # Redfish rack manager / PDU (rack boundary)
     redfish_user_env: str = ""
     redfish_password_env: str = ""
+    #: (worker, its nodes' /metrics URLs) for every serving process; empty: ``metrics_url`` alone
+    metrics_sources: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 class Session:
@@ -449,7 +451,8 @@ class Session:
         server = self.server
         assert server is not None
         self._sampler = TelemetrySampler(
-            dcgm_urls=server.dcgm_urls, sglang_metrics_url=server.metrics_url, use_nvml=server.use_nvml,
+            dcgm_urls=server.dcgm_urls, sglang_metrics_url=server.metrics_url,
+            sglang_metrics_sources=server.metrics_sources, use_nvml=server.use_nvml,
             server_pids_fn=server.pids, on_sample=self._on_sample, on_note=self._on_note,
             node_power_urls=server.node_power_urls, rack_power_urls=server.rack_power_urls,
             redfish_user_env=server.redfish_user_env, redfish_password_env=server.redfish_password_env)

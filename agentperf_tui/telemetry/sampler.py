@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,7 +24,7 @@ from agentperf_tui.telemetry.energy import EnergySnapshot
 from agentperf_tui.telemetry.host import HostMonitor
 from agentperf_tui.telemetry.nvml import NvmlReader
 from agentperf_tui.telemetry.samples import HostSample, PowerReading, ServerMetrics
-from agentperf_tui.telemetry.sglang_metrics import parse_sglang_metrics, scrape
+from agentperf_tui.telemetry.sglang_metrics import merge_worker_samples, prom_samples, scrape
 
 
 class PowerSourceError(RuntimeError):
@@ -73,6 +73,7 @@ class TelemetrySampler:
         *,
         dcgm_urls: Iterable[str] = (),
         sglang_metrics_url: str | None = None,
+        sglang_metrics_sources: Sequence[tuple[str, Sequence[str]]] = (),
         use_nvml: bool = True,
         server_pids_fn: Callable[[], Iterable[int] | int | None] | None = None,
         on_sample: Callable[[Sample], None],
@@ -94,7 +95,9 @@ class TelemetrySampler:
                         for b, urls in (("node", node_power_urls), ("rack", rack_power_urls)) for u in urls]
         self.redfish_interval_s = redfish_interval_s
         self.dcgm_urls = list(dcgm_urls)
-        self.sglang_metrics_url = sglang_metrics_url
+        # (worker, its nodes' /metrics URLs): every serving process of the deployment
+        self.sglang_metrics_sources = [(w, list(urls)) for w, urls in sglang_metrics_sources] or (
+            [("server", [sglang_metrics_url])] if sglang_metrics_url else [])
         self.use_nvml = use_nvml
         self.power_interval_s = power_interval_s
         self.metrics_interval_s = metrics_interval_s
@@ -150,7 +153,7 @@ class TelemetrySampler:
                 self._note(f"telemetry: {self._nvml.unavailable_reason}; continuing without NVML")
         if self._host is None:
             self._host = HostMonitor(self._server_pids_fn)
-        if self.dcgm_urls or self.sglang_metrics_url or self.redfish:
+        if self.dcgm_urls or self.sglang_metrics_sources or self.redfish:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         loop = asyncio.get_running_loop()
         nvml_on = self._nvml is not None and self._nvml.available
@@ -258,17 +261,29 @@ class TelemetrySampler:
                 self._emit(BoundaryEnergy(boundary, EnergySnapshot(time.monotonic(), energy, power,
                                                                    f"redfish {boundary}")))
 
+    async def _scrape_metrics(self, url: str) -> list | None:
+        """One serving process's samples, or None (noted once) when it does not answer Prometheus text."""
+        source = f"SGLang metrics {url}"
+        assert self._session is not None
+        try:
+            samples = prom_samples(await scrape(self._session, url, self.timeout_s))
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            self._fail(source, exc)
+            return None
+        self._ok(source)
+        return samples
+
     async def _metrics_tick(self) -> None:
-        if self.sglang_metrics_url and self._session is not None:
-            source = f"SGLang metrics {self.sglang_metrics_url}"
-            try:
-                text = await scrape(self._session, self.sglang_metrics_url, self.timeout_s)
-                metrics = parse_sglang_metrics(text, time.monotonic())
-            except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-                self._fail(source, exc)
-            else:
-                self._ok(source)
-                self._emit(metrics)
+        if self.sglang_metrics_sources and self._session is not None:
+            jobs = [(worker, url) for worker, urls in self.sglang_metrics_sources for url in urls]
+            results = list(zip(jobs, await asyncio.gather(*(self._scrape_metrics(url) for _, url in jobs)),
+                               strict=True))
+            # a worker counts as answered only when every one of its nodes did
+            missing = {w for (w, _), samples in results if samples is None}
+            parsed = [(w, samples) for (w, _), samples in results if samples is not None and w not in missing]
+            if parsed:
+                self._emit(merge_worker_samples(parsed, time.monotonic(),
+                                                sources_total=len(self.sglang_metrics_sources)))
         if self._host is not None:
             try:
                 sample = await asyncio.to_thread(self._host.sample)

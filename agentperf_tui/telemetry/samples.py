@@ -116,6 +116,8 @@ class ServerMetrics:
     """One scrape of SGLang's ``/metrics``, aggregated over label sets (see sglang_metrics.py).
 
     Counters (``*_total``) are cumulative since server start; take differences between scrapes.
+    Several workers' metrics (every prefill and decode worker of a rack) are merged into one of
+    these; ``sources_ok < sources_total`` means some did not answer and the totals are partial.
     ``raw`` holds every ``sglang:`` series (bucket lines excluded) summed over its label sets,
     keyed by the sample name with the prefix normalised to ``sglang:``.
     """
@@ -139,7 +141,16 @@ class ServerMetrics:
     itl: HistogramSummary | None = None
     e2e_latency: HistogramSummary | None = None
     queue_time: HistogramSummary | None = None
+    prefill_bootstrap_queue_reqs: float | None = None  # PD prefill: waiting for the decode side's handshake
+    prefill_inflight_queue_reqs: float | None = None  # PD prefill: KV being sent
+    decode_prealloc_queue_reqs: float | None = None  # PD decode: waiting for a KV slot
+    decode_transfer_queue_reqs: float | None = None  # PD decode: KV arriving
     raw: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    #: The same figures per SGLang ``engine_type`` label ("prefill", "decode", "unified"); empty
+    #: when the server labels no engine type.
+    by_engine: dict[str, ServerMetrics] = field(default_factory=dict, compare=False, hash=False)
+    sources_ok: int = 1  # serving processes (workers) whose /metrics answered this scrape
+    sources_total: int = 1  # serving processes asked
 
     @property
     def ttft_count(self) -> float | None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,6 +58,12 @@ _ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cached_tokens_total": ("sum", ("cached_tokens_total",)),
     "requests_total": ("sum", ("num_requests_total",)),
     "aborted_requests_total": ("sum", ("num_aborted_requests_total",)),
+    # PD disaggregation queues (prefill: waiting for the decode side's bootstrap / KV sent, not yet
+    # acknowledged; decode: waiting for KV pool pre-allocation / KV arriving)
+    "prefill_bootstrap_queue_reqs": ("sum", ("num_prefill_bootstrap_queue_reqs",)),
+    "prefill_inflight_queue_reqs": ("sum", ("num_prefill_inflight_queue_reqs",)),
+    "decode_prealloc_queue_reqs": ("sum", ("num_decode_prealloc_queue_reqs",)),
+    "decode_transfer_queue_reqs": ("sum", ("num_decode_transfer_queue_reqs",)),
 }
 
 _HISTOGRAMS: dict[str, tuple[str, ...]] = {
@@ -144,12 +150,7 @@ class _Index:
         return HistogramSummary(count=n or 0.0, sum=_aggregate(total or (), "sum") or 0.0, buckets=buckets)
 
 
-def parse_sglang_metrics(text: str, t_s: float) -> ServerMetrics:
-    """Parse one ``/metrics`` body; missing series become None, unknown ones are ignored.
-
-    Raises ValueError only when ``text`` is not Prometheus text at all.
-    """
-    idx = _Index(prom_samples(text))
+def _metrics_from(idx: _Index, t_s: float, **extra: object) -> ServerMetrics:
     values: dict[str, object] = {}
     for fld, (how, names) in _ALIASES.items():
         for base in names:
@@ -169,7 +170,54 @@ def parse_sglang_metrics(text: str, t_s: float) -> ServerMetrics:
             agg = _aggregate(series, "sum")
             if agg is not None:
                 raw[name] = agg
-    return ServerMetrics(t_s=t_s, raw=raw, **values)  # type: ignore[arg-type]
+    return ServerMetrics(t_s=t_s, raw=raw, **values, **extra)  # type: ignore[arg-type]
+
+
+def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, **extra: object) -> ServerMetrics:
+    """Totals over every series, plus one ServerMetrics per ``engine_type`` (prefill/decode/unified)."""
+    engine_types = sorted({labels["engine_type"] for _, labels, _ in samples if labels.get("engine_type")})
+    by_engine = {
+        kind: _metrics_from(_Index([s for s in samples if s[1].get("engine_type") == kind]), t_s)
+        for kind in engine_types
+    }
+    return _metrics_from(_Index(samples), t_s, by_engine=by_engine, **extra)
+
+
+def parse_sglang_metrics(text: str, t_s: float) -> ServerMetrics:
+    """Parse one ``/metrics`` body; missing series become None, unknown ones are ignored.
+
+    Raises ValueError only when ``text`` is not Prometheus text at all.
+    """
+    return _metrics_from_samples(prom_samples(text), t_s)
+
+
+def parse_sglang_sources(bodies: Sequence[tuple[str, str]], t_s: float, sources_total: int | None = None
+                         ) -> ServerMetrics:
+    """Merge the ``/metrics`` bodies of several serving processes into one ServerMetrics.
+
+    ``bodies`` are ``(worker, text)`` pairs; see :func:`merge_worker_samples`.
+    """
+    return merge_worker_samples([(w, prom_samples(text)) for w, text in bodies], t_s, sources_total)
+
+
+def merge_worker_samples(parsed: Sequence[tuple[str, list[tuple[str, Labels, float]]]], t_s: float,
+                         sources_total: int | None = None) -> ServerMetrics:
+    """One ServerMetrics from the parsed samples of several serving processes.
+
+    Every node of one multi-node worker shares a worker name, so its nodes' replica series
+    collapse like one process's; different workers are summed (each sample gets a ``worker``
+    label unless it already names one, as an aggregating gateway's do). ``sources_total`` is how
+    many workers were asked (``sources_ok`` how many answered), so a total over fewer workers
+    than exist is shown as partial, never as the whole.
+    """
+    merged: list[tuple[str, Labels, float]] = []
+    workers = set()
+    for worker, samples in parsed:
+        workers.add(worker)
+        for name, labels, value in samples:
+            merged.append((name, labels if "worker" in labels else {**labels, "worker": worker}, value))
+    ok = len(workers)
+    return _metrics_from_samples(merged, t_s, sources_ok=ok, sources_total=ok if sources_total is None else sources_total)
 
 
 async def scrape(session: aiohttp.ClientSession, url: str, timeout_s: float = 1.0) -> str:

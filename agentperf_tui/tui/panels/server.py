@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from agentperf_tui.engine.frames import Frame
+from agentperf_tui.engine.frames import EngineView, Frame
 from agentperf_tui.tui import format as fmt
+
+
+def engine_line(e: EngineView) -> str:
+    """One engine type's line: its queues (PD queues included) and its own rates."""
+    head = f"{e.engine_type:<7} run {fmt.num(e.running_reqs, '.0f')} queue {fmt.num(e.queued_reqs, '.0f')} req"
+    if e.engine_type == "prefill":
+        return (head + f"  bootstrap {fmt.num(e.bootstrap_queue_reqs, '.0f')} sending {fmt.num(e.inflight_queue_reqs, '.0f')}"
+                + f"  cache hit {fmt.pct(e.cache_hit_rate)}  KV {fmt.pct(e.token_usage)}")
+    if e.engine_type == "decode":
+        return (head + f"  prealloc {fmt.num(e.prealloc_queue_reqs, '.0f')} receiving {fmt.num(e.transfer_queue_reqs, '.0f')}"
+                + f"  gen {fmt.num(e.gen_throughput_tps, ',.0f', ' tok/s')}  accept {fmt.num(e.spec_accept_length, '.2f')}"
+                + f"  KV {fmt.pct(e.token_usage)}")
+    return head + f"  gen {fmt.num(e.gen_throughput_tps, ',.0f', ' tok/s')}  KV {fmt.pct(e.token_usage)}"
 
 
 class ServerPanel(Static):
@@ -14,12 +27,23 @@ class ServerPanel(Static):
     def update_frame(self, frame: Frame) -> None:
         s = frame.server
         c = frame.client
-        lines = [
-            f"[b]{s.state}[/b]  {s.url}  {s.version}",
-            f"running {fmt.num(s.running_reqs, '.0f')} req   queued {fmt.num(s.queued_reqs, '.0f')} req",
-            f"KV usage {fmt.pct(s.token_usage)} of {fmt.tokens(s.max_total_tokens)} tok",
-            f"prefix-cache hit {fmt.pct(s.cache_hit_rate)}   gen {fmt.num(s.gen_throughput_tps, ',.0f', ' tok/s')}",
-            f"spec accept length {fmt.num(s.spec_accept_length, '.2f', ' tok/step')}",
+        lines = [f"[b]{s.state}[/b]  {s.url}  {s.version}"]
+        if s.metrics_sources_total > 1 or s.metrics_sources_ok < s.metrics_sources_total:
+            partial = s.metrics_sources_ok < s.metrics_sources_total
+            lines.append(("[$warning]" if partial else "")
+                         + f"metrics from {s.metrics_sources_ok} of {s.metrics_sources_total} workers"
+                         + (" (totals partial)[/]" if partial else ""))
+        if len(s.engines) > 1:  # PD disaggregation: prefill and decode are different machines' work
+            lines += [engine_line(e) for e in s.engines]
+            lines.append(f"KV usage {fmt.pct(s.token_usage)} of {fmt.tokens(s.max_total_tokens)} tok (all workers)")
+        else:
+            lines += [
+                f"running {fmt.num(s.running_reqs, '.0f')} req   queued {fmt.num(s.queued_reqs, '.0f')} req",
+                f"KV usage {fmt.pct(s.token_usage)} of {fmt.tokens(s.max_total_tokens)} tok",
+                f"prefix-cache hit {fmt.pct(s.cache_hit_rate)}   gen {fmt.num(s.gen_throughput_tps, ',.0f', ' tok/s')}",
+                f"spec accept length {fmt.num(s.spec_accept_length, '.2f', ' tok/step')}",
+            ]
+        lines += [
             f"client: loop lag {c.loop_lag_ms:.1f} ms (max {c.loop_lag_max_ms:.0f} ms)  CPU {c.cpu_pct:.0f} %  "
             f"RSS {c.rss_mib:.0f} MiB",
         ]
