@@ -241,6 +241,43 @@ argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
     ]
 
 
+async def test_router_starts_only_after_every_worker_is_ready(tmp_path: Path) -> None:
+    """A slow-loading worker (503 for 1 s): the router is spawned after it answers, never before."""
+    p1, d1 = free_port(), free_port()
+    processes = f"""
+[[server.processes]]
+name = "prefill1"
+role = "prefill"
+host = "127.0.0.1"
+port = {p1}
+argv = ["{{python}}", "{FAKE}", "--host", "127.0.0.1", "--port", "{p1}", "--health-delay", "1.0"]
+
+[[server.processes]]
+name = "decode1"
+role = "decode"
+host = "127.0.0.1"
+port = {d1}
+argv = ["{{python}}", "{FAKE}", "--host", "127.0.0.1", "--port", "{d1}"]
+
+[[server.processes]]
+name = "router"
+role = "router"
+argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
+        "--prefill", "{{prefill_urls}}", "--decode", "{{decode_urls}}"]
+"""
+    rec = Recorder()
+    sup = rec.supervisor(parse_profile(profile_text(processes)), tmp_path)
+    try:
+        await sup.start()
+        started = [i for i, line in enumerate(rec.progress) if line.startswith("started ")]
+        ready = rec.progress.index("all 2 workers ready")
+        router = next(i for i, line in enumerate(rec.progress) if line.startswith("started router"))
+        assert len(started) == 3 and ready < router
+        assert any("503" in line for line in rec.progress if line.startswith(f"http://127.0.0.1:{p1}"))
+    finally:
+        await sup.stop()
+
+
 async def test_attach_only_probes_and_never_signals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     proc = subprocess.Popen(

@@ -21,15 +21,17 @@ import socket
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from agentperf_tui.profile import Profile
 from agentperf_tui.server.launch_plan import LaunchCommand, build_launch_plan, connect_host, substitute
+from agentperf_tui.server.launch_plan import worker_urls as plan_worker_urls
 from agentperf_tui.server.probe import wait_ready
 
+T = TypeVar("T")
 LAST_LINES = 20
 READ_CHUNK = 64 * 1024
 MAX_LINE = 64 * 1024  # longer lines are cut (a server printing a megabyte of JSON on one line)
@@ -172,13 +174,28 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         self._exited = asyncio.Queue()
         _LIVE.add(self)
-        for command in self.commands:
+        workers = [c for c in self.commands if c.role != "router"]
+        routers = [c for c in self.commands if c.role == "router"]
+        for command in workers:
             await self._spawn(command)
-        ready = asyncio.create_task(
-            wait_ready(
-                self.base_url, server.model, server.ready_timeout_s, self.on_progress, api_key=self.api_key
-            )
-        )
+        worker_urls = [u for role in ("prefill", "decode") for u in plan_worker_urls(self.profile, role, self._host)]
+        if routers and worker_urls:
+            # the router starts only once every worker it is given answers: a router started first
+            # marks slow-loading workers failed (its start-up timeout) or serves errors meanwhile
+            self.on_progress(f"waiting for {len(worker_urls)} workers before starting the router")
+            await self._until_ready(asyncio.gather(*(
+                wait_ready(url, server.model, server.ready_timeout_s,
+                           lambda msg, url=url: self.on_progress(f"{url}: {msg}"), api_key=self.api_key)
+                for url in worker_urls)))
+            self.on_progress(f"all {len(worker_urls)} workers ready")
+        for command in routers:
+            await self._spawn(command)
+        self.served_model = await self._until_ready(
+            wait_ready(self.base_url, server.model, server.ready_timeout_s, self.on_progress, api_key=self.api_key))
+
+    async def _until_ready(self, waiting: Awaitable[T]) -> T:
+        """Await ``waiting`` unless a launched process exits first (then ServerExited, naming it)."""
+        ready = asyncio.ensure_future(waiting)
         died = asyncio.create_task(self._exited.get())
         try:
             done, _ = await asyncio.wait({ready, died}, return_when=asyncio.FIRST_COMPLETED)
@@ -188,9 +205,10 @@ class Supervisor:
             raise
         if ready in done:
             died.cancel()
-            self.served_model = ready.result()
-            return
+            return ready.result()
         ready.cancel()
+        with contextlib.suppress(BaseException):
+            await ready
         child = died.result()
         tail = " | ".join(line.strip() for line in list(child.last)[-5:]) or "(no output)"
         raise ServerExited(f"{child.command.name} exited with code {child.returncode} while starting: {tail}")
