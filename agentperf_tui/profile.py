@@ -92,6 +92,10 @@ class ServerSpec:
     model: str = DEFAULT_MODEL
     gpus: int = 8
     ready_timeout_s: float = 900.0
+    #: The SGLang version the workers run (e.g. "0.5.23"): picks flag spellings in the launch plan
+    #: and is what the conformance tests check the argv against. Empty: detected where it can be
+    #: (the sglang installed beside this interpreter), else the argv is used as written.
+    sglang_version: str = ""
     api_key_env: str = ""
     stop_timeout_s: float = 10.0
     processes: tuple[ProcessSpec, ...] = ()
@@ -340,8 +344,11 @@ def _server(where: str, data: Any) -> ServerSpec:
     ready_timeout_s = t.number("ready_timeout_s", 900.0, positive=True)
     api_key_env = t.text("api_key_env", "")
     stop_timeout_s = t.number("stop_timeout_s", 10.0, positive=True)
+    sglang_version = t.text("sglang_version", "")
     raw_processes = t.tables("processes")
     t.finish()
+    if sglang_version and not re.fullmatch(r"\d+\.\d+(\.\d+)?([.\w-]*)", sglang_version):
+        raise t.error("sglang_version", f"expected a version such as '0.5.23', got {sglang_version!r}")
     if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
         raise t.error(
             "api_key_env", "expected the NAME of an environment variable holding the key, not the key"
@@ -374,6 +381,7 @@ def _server(where: str, data: Any) -> ServerSpec:
         model=model,
         gpus=gpus,
         ready_timeout_s=ready_timeout_s,
+        sglang_version=sglang_version,
         api_key_env=api_key_env,
         stop_timeout_s=stop_timeout_s,
         processes=processes,

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from agentperf_tui.profile import load_profile, parse_profile
-from agentperf_tui.server.launch_plan import build_launch_plan, expand_argv, format_launch_plan, mask_argv
+from agentperf_tui.server.launch_plan import (
+    build_launch_plan,
+    expand_argv,
+    format_launch_plan,
+    is_secret,
+    mask_argv,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"  # UPDATE_GOLDEN=1 pytest tests/test_launch_plan.py
@@ -34,18 +40,20 @@ def test_h200_plan_is_the_cookbook_command() -> None:
     [cmd] = build_launch_plan(load_profile("h200"), python="python")
     assert cmd.argv[:3] == ["python", "-m", "sglang.launch_server"]
     line = format_launch_plan([cmd]).splitlines()[1]
-    assert line.startswith("SGLANG_ENABLE_SPEC_V2=1 python -m sglang.launch_server ")
+    assert line.startswith("python -m sglang.launch_server ")  # SGLANG_ENABLE_SPEC_V2: 0.5.23 reads it no more
     for part in (
         "--tp 8",
         "--moe-runner-backend flashinfer_mxfp4",
         "--tool-call-parser deepseekv4",
         "--reasoning-parser deepseek-v4",
         "--enable-metrics",
+        "--enable-cache-report",
+        "--mem-fraction-static 0.88",
         "--speculative-num-draft-tokens 2",
         "--host 127.0.0.1 --port 30000",
     ):
         assert part in line
-    assert cmd.env == {"SGLANG_ENABLE_SPEC_V2": "1"}
+    assert cmd.env == {}
 
 
 def test_python_placeholder_is_the_interpreter() -> None:
@@ -81,19 +89,36 @@ def test_gb300_plan_has_srun_workers_and_a_local_router() -> None:
         "--nodelist=tray01",
         "--job-name=agentperf-prefill1",
     ]
-    assert (
-        first[6]
-        == "--export=ALL,NCCL_MNNVL_ENABLE=1,NCCL_CUMEM_ENABLE=1,MC_FORCE_MNNVL=1,SGLANG_ENABLE_SPEC_V2=1"
-    )
+    export = dict(kv.split("=", 1) for kv in first[6].removeprefix("--export=ALL,").split(","))
+    # the cookbook's mooncake-over-NVLink block, and the recipe's MegaMoE tokens per rank (shown, not masked)
+    assert {k: export[k] for k in ("NCCL_MNNVL_ENABLE", "NCCL_CUMEM_ENABLE", "MC_FORCE_MNNVL",
+                                   "SGLANG_MOONCAKE_CUSTOM_MEM_POOL")} == {
+        "NCCL_MNNVL_ENABLE": "1", "NCCL_CUMEM_ENABLE": "1", "MC_FORCE_MNNVL": "1",
+        "SGLANG_MOONCAKE_CUSTOM_MEM_POOL": "True"}
+    assert "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK=9216" in text
+    assert "SGLANG_ENABLE_SPEC_V2" not in text
     assert first[7:10] == ["python3", "-m", "sglang.launch_server"]
+    # capacity settings of NVIDIA's srt-slurm 8p1d recipe, spelled for the profile's SGLang 0.5.23
+    prefill_line, decode_line = shlex.join(srun[0].argv), shlex.join(srun[8].argv)
+    for part in ("--attn-dp-size 4", "--max-running-requests 1024", "--cuda-graph-max-bs-decode 1024",
+                 "--chunked-prefill-size 32768", "--mem-fraction-static 0.9", "--stream-interval 60",
+                 "--enable-cache-report"):
+        assert part in prefill_line
+    for part in ("--attn-dp-size 8", "--max-running-requests 8192", "--cuda-graph-max-bs-decode 1280",
+                 "--mem-fraction-static 0.85", "--stream-interval 60", "--enable-cache-report"):
+        assert part in decode_line
+    assert "--enable-dp-attention" not in text and " --dp " not in text
     [router] = [c for c in plan if c.role == "router"]
-    assert router.argv[:4] == ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
+    assert router.argv[:4] == ["python", "-m", "smg.launch_router", "--pd-disaggregation"]
     a = router.argv
     prefill = [a[i + 1] for i, x in enumerate(a) if x == "--prefill"]
     decode = [a[i + 1] for i, x in enumerate(a) if x == "--decode"]
     assert prefill == [f"http://tray{i:02d}:{30000 + i}" for i in range(1, 9)]
     assert decode == [f"http://tray{9 + 2 * d:02d}:{30011 + d}" for d in range(5)]
-    assert a[-4:] == ["--host", "127.0.0.1", "--port", "30000"]
+    assert a[a.index("--host"):a.index("--host") + 4] == ["--host", "127.0.0.1", "--port", "30000"]
+    # benchmarking: a failure is a failure (no retries), overload is measured (no breaker)
+    assert "--disable-retries" in a and "--disable-circuit-breaker" in a
+    assert int(a[a.index("--worker-startup-timeout-secs") + 1]) >= load_profile("gb300-nvl72").server.ready_timeout_s
     assert "# router (router) on localhost" in text
 
 
@@ -148,6 +173,16 @@ env = { HF_TOKEN = "hf-3", MY_PASSWORD = "pw", PLAIN = "ok" }
     assert line.endswith("--speculative-num-draft-tokens 2")
     assert "sk-1" in cmd.argv and cmd.env["HF_TOKEN"] == "hf-3"  # the real command keeps them
     assert mask_argv(["--admin-api-key", "x"]) == ["--admin-api-key", "***"]
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("HF_TOKEN", True), ("OPENAI_API_KEY", True), ("APIKEY", True), ("AWS_SECRET_ACCESS_KEY", True),
+    ("DB_PASSWORD", True), ("token", True),
+    ("SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK", False), ("KEYBOARD", False), ("MONKEY", False),
+])
+def test_secret_env_names_are_whole_words(name: str, secret: bool) -> None:
+    """A capacity setting such as ..._MAX_TOKENS_PER_RANK is shown; a token is not."""
+    assert is_secret(name) is secret
 
 
 def test_list_placeholders_repeat_the_flag_or_expand_or_join() -> None:

@@ -264,7 +264,8 @@ def test_gb300_split_uses_all_72_gpus_on_18_distinct_trays() -> None:
         assert len(set(ports)) == len(ports)
         for p in workers:
             assert p.env["NCCL_MNNVL_ENABLE"] == "1" and p.env["MC_FORCE_MNNVL"] == "1"
-            assert p.env["NCCL_CUMEM_ENABLE"] == "1" and p.env["SGLANG_ENABLE_SPEC_V2"] == "1"
+            assert p.env["NCCL_CUMEM_ENABLE"] == "1" and p.env["SGLANG_MOONCAKE_CUSTOM_MEM_POOL"] == "True"
+            assert "SGLANG_ENABLE_SPEC_V2" not in p.env  # SGLang 0.5.23 no longer reads it
             if p.role == "decode":
                 a = p.argv
                 assert a[a.index("--nnodes") + 1] == "2"
@@ -278,6 +279,10 @@ def test_gb300_split_uses_all_72_gpus_on_18_distinct_trays() -> None:
                 )
         assert len(by_addr) == 5 and all(sorted(r) == ["0", "1"] for r in by_addr.values())
         assert len(profile.telemetry.dcgm_urls) == 18
+        # every worker's metrics: 8 prefill + 5 decode workers, each decode worker's two node-ranks
+        urls = profile.telemetry.sglang_metrics_urls
+        assert [len(u) for u in urls] == [1] * 8 + [2] * 5
+        assert sorted(u.split("//")[1].split(":")[0] for w in urls for u in w) == sorted(nodes)
 
 
 def test_metrics_urls_one_entry_per_worker(tmp_path: Path) -> None:

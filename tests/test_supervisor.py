@@ -278,6 +278,20 @@ argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
         await sup.stop()
 
 
+async def test_router_module_missing_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    processes = '''
+[[server.processes]]
+name = "router"
+role = "router"
+argv = ["{python}", "-m", "smg_not_installed_here.launch_router", "--port", "{port}"]
+'''
+    rec = Recorder()
+    sup = rec.supervisor(parse_profile(profile_text(processes)), tmp_path)
+    with pytest.raises(ServerExited, match="router: module 'smg_not_installed_here.launch_router' is not installed"):
+        await sup.start()
+    assert not sup.pids and not any(line.startswith("started ") for line in rec.progress)
+
+
 async def test_attach_only_probes_and_never_signals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     proc = subprocess.Popen(

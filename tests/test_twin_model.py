@@ -184,6 +184,21 @@ def test_gb300_disaggregated_deployment_shape():
     assert (config.prefill_engines, config.decode_engines, config.total_gpus) == (8, 5, 72)
 
 
+def test_attn_dp_size_is_the_deprecated_dp_attention_pair():
+    """SGLang 0.5.23's --attn-dp-size N models the same deployment as --dp N --enable-dp-attention."""
+    old = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
+                           "--prefill-gpus", "32", "--prefill-tp", "4"])
+    new = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--attn-dp-size", "8",
+                           "--prefill-gpus", "32", "--prefill-tp", "4"])
+    assert new.unknown_args == () and new.args.enable_dp_attention and new.args.dp == 8
+    assert (new.prefill_engines, new.decode_engines, new.total_gpus) == (old.prefill_engines, old.decode_engines, 72)
+    a, b = TwinServer(old), TwinServer(new)
+    tp_attention = TwinServer(parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--prefill-gpus", "32",
+                                               "--prefill-tp", "4"]))
+    assert a.cluster.kv_capacity_tokens == b.cluster.kv_capacity_tokens  # the DP-attention KV pool...
+    assert b.cluster.kv_capacity_tokens > 5 * tp_attention.cluster.kv_capacity_tokens  # ...not TP attention's
+
+
 def test_slice_keeps_one_decode_engine_and_exactly_its_share_of_prefill_capacity_and_power():
     full = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--dp", "8", "--enable-dp-attention",
                             "--prefill-gpus", "32", "--prefill-tp", "4"])

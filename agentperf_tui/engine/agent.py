@@ -181,7 +181,7 @@ class Agent:
             s.current = result  # filled in place: the table shows prefill until the first token, then decode
             try:
                 result = await stream_chat(self.session, self.url, orjson.dumps(body), self.timeouts,
-                                           keep_text=self.policy == "free", result=result)
+                                           keep_text=self.policy == "free", result=result, session_id=salt)
             finally:
                 s.current = None
             self._record(trajectory, k, turn, messages, result)

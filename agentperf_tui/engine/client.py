@@ -77,10 +77,17 @@ def make_session(api_key: str | None = None) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None), json_serialize=lambda o: orjson.dumps(o).decode())
 
 
+SESSION_HEADER = "X-Session-ID"
+
+
 async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | bytes,
                       timeouts: Timeouts = Timeouts(), keep_text: bool = False,
-                      result: StreamResult | None = None) -> StreamResult:
+                      result: StreamResult | None = None, session_id: str = "") -> StreamResult:
     """POST a streaming chat completion and time it. Never raises (except cancellation).
+
+    ``session_id`` goes out as ``X-Session-ID`` (one value per conversation): the header a
+    session-affinity router hashes on (smg ``--routing-key-headers x-session-id``, the AgentX
+    recipes' nginx); servers that do not route on it ignore it.
 
     ``result``, when given, is filled in place while the request runs (the agent's live view).
     """
@@ -93,7 +100,8 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
     deadline = loop.time() + timeouts.total_s
     try:
         async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)) as limit:
-            async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as resp:
+            headers = {"Content-Type": "application/json", **({SESSION_HEADER: session_id} if session_id else {})}
+            async with session.post(url, data=payload, headers=headers) as resp:
                 if resp.status != 200:
                     text = (await resp.read())[:300].decode(errors="replace")
                     result.error = f"HTTP {resp.status}: {_error_message(text)}"

@@ -9,22 +9,31 @@ splits it back into exactly the argv we built (``ssh [ssh_args] NODE -- env K=V 
 srun carries the environment in ``--export=ALL,K=V,...`` (values cannot contain commas; the
 profile loader refuses them) and runs the argv directly, without a shell.
 
+Flag spellings follow the SGLang version the workers run (the profile's ``sglang_version``, else
+the sglang installed beside this interpreter): where that version has ``--attn-dp-size``, the
+deprecated ``--dp N --enable-dp-attention`` pair is written ``--attn-dp-size N`` (SGLang 0.5.23
+resolves the old pair to exactly that and plans to remove it after 2026-12-31).
+
 A ``{port}``/``{dcgm_port}`` of 0 means "a free port chosen at launch": the supervisor passes
 the chosen ports in; a plan printed without them keeps the placeholder and says so.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agentperf_tui.profile import PLACEHOLDER_RE, ProcessSpec, Profile
 
 LIST_PLACEHOLDERS = ("prefill_urls", "decode_urls")
-SECRET_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+# Whole words of an env var name: HF_TOKEN, OPENAI_API_KEY, DB_PASSWORD - but not
+# SGLANG_..._NUM_MAX_TOKENS_PER_RANK (a capacity, which the plan must show).
+SECRET_RE = re.compile(r"(^|_)(API)?(KEY|TOKEN|SECRET|PASSWORD|PASSWD)(_|$)", re.IGNORECASE)
 # Flags are matched on their last word only: --api-key, --hf-token (not --speculative-num-draft-tokens).
 SECRET_FLAG_RE = re.compile(r"(^|[-_])(key|token|secret|password)$", re.IGNORECASE)
 MASK = "***"
@@ -45,7 +54,7 @@ class LaunchCommand:
 
 
 def is_secret(name: str) -> bool:
-    """An env var name whose value must never be printed (contains KEY/TOKEN/SECRET/PASSWORD)."""
+    """An env var name whose value must never be printed (has a word KEY/TOKEN/SECRET/PASSWORD)."""
     return bool(SECRET_RE.search(name))
 
 
@@ -135,6 +144,72 @@ def wrap(proc: ProcessSpec, argv: list[str], env: Mapping[str, str]) -> list[str
     return list(argv)
 
 
+DP_FLAGS = ("--dp", "--dp-size", "--data-parallel-size")
+
+
+def is_sglang_server(argv: list[str]) -> bool:
+    """``python -m sglang.launch_server ...`` or ``sglang serve ...`` (not the twin, not a router)."""
+    return "sglang.launch_server" in argv[:4] or (len(argv) > 1 and Path(argv[0]).name == "sglang"
+                                                  and argv[1] == "serve")
+
+
+def attn_dp_spelling(argv: list[str]) -> list[str]:
+    """``--dp N ... --enable-dp-attention`` -> ``--attn-dp-size N`` (SGLang's own resolution:
+    parallel_hook.handle_deprecated_dp_attention moves N to attn_dp_size and sets dp_size 1)."""
+    if "--enable-dp-attention" not in argv:
+        return argv
+    out = list(argv)
+    size = "1"
+    for flag in DP_FLAGS:
+        if flag in out:
+            i = out.index(flag)
+            size = out[i + 1]
+            del out[i:i + 2]
+            break
+    i = out.index("--enable-dp-attention")
+    out[i:i + 1] = ["--attn-dp-size", size]
+    return out
+
+
+def cuda_graph_spelling(argv: list[str]) -> list[str]:
+    """``--cuda-graph-max-bs N`` -> ``--cuda-graph-max-bs-decode N`` (0.5.23 split the flag by phase;
+    the short form became an ambiguous prefix that argparse refuses)."""
+    return ["--cuda-graph-max-bs-decode" if a == "--cuda-graph-max-bs" else a for a in argv]
+
+
+def respell(argv: list[str], flags: set[str]) -> list[str]:
+    """The recipes' spellings, rewritten to what the SGLang version with option strings ``flags`` takes."""
+    if "--attn-dp-size" in flags:
+        argv = attn_dp_spelling(argv)
+    if "--cuda-graph-max-bs" not in flags and "--cuda-graph-max-bs-decode" in flags:
+        argv = cuda_graph_spelling(argv)
+    return argv
+
+
+def sglang_version(profile: Profile, python: str = sys.executable) -> str:
+    """The SGLang version the profile's workers run: the profile's ``sglang_version``, else the
+    sglang installed for this interpreter when the workers run under it, else "" (unknown)."""
+    if profile.server.sglang_version:
+        return profile.server.sglang_version
+    local = [p for p in profile.processes if p.launcher == "local" and is_sglang_server(p.argv)]
+    if local and python == sys.executable:
+        try:
+            return importlib.metadata.version("sglang")
+        except importlib.metadata.PackageNotFoundError:
+            return ""
+    return ""
+
+
+def sglang_flags(version: str) -> set[str] | None:
+    """The option strings that SGLang version accepts (nearest conformance data), or None if unknown."""
+    if not version:
+        return None
+    from agentperf_tui.server import conformance
+
+    data = conformance.load_nearest("sglang", version)
+    return conformance.flag_names(data) if data is not None else None
+
+
 def build_launch_plan(
     profile: Profile,
     *,
@@ -142,10 +217,12 @@ def build_launch_plan(
     host: str | None = None,
     port: int | None = None,
     dcgm_port: int | None = None,
+    sglang_version_override: str | None = None,
 ) -> list[LaunchCommand]:
     """Every process of the profile as a LaunchCommand, in profile order (workers before the router).
 
     ``port``/``dcgm_port`` override the profile's; a 0 left unresolved stays ``{port}`` in the plan.
+    SGLang workers' flags are spelled for ``sglang_version_override`` or :func:`sglang_version`.
     """
     server = profile.server
     host = server.host if host is None else host
@@ -160,10 +237,13 @@ def build_launch_plan(
         "prefill_urls": worker_urls(profile, "prefill", host),
         "decode_urls": worker_urls(profile, "decode", host),
     }
+    flags = sglang_flags(sglang_version_override or sglang_version(profile, python))
     plan = []
     for proc in profile.processes:
         values = {**common, "node": proc.node or "localhost"}
         argv = expand_argv(proc.argv, values, lists)
+        if flags is not None and is_sglang_server(argv):
+            argv = respell(argv, flags)
         env = dict(proc.env)
         shown_argv = mask_argv(argv)
         shown_env = mask_env(env)

@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -42,6 +43,26 @@ ExitCallback = Callable[[str, "int | None", list[str]], None]
 
 class ServerExited(RuntimeError):
     """A launched process exited while the server was starting."""
+
+
+#: Modules a local process may run with this interpreter, and the extra that installs each.
+EXTRAS = {"smg": "router", "sglang_router": "router", "sglang": "sglang"}
+
+
+def missing_module_check(command: LaunchCommand, python: str) -> None:
+    """Refuse, before anything starts, a local ``python -m MODULE`` this interpreter cannot import.
+
+    (A router that dies with ModuleNotFoundError after 18 workers spent an hour loading is the
+    failure this prevents.) Only this interpreter is checked: a tray's python3 is not ours to see.
+    """
+    argv = command.argv
+    if command.launcher != "local" or len(argv) < 3 or argv[0] != python or argv[1] != "-m":
+        return
+    top = argv[2].split(".")[0]
+    if importlib.util.find_spec(top) is None:
+        extra = EXTRAS.get(top)
+        hint = f"pip install -e '.[{extra}]'" if extra else f"install {top} into {python}"
+        raise ServerExited(f"{command.name}: module {argv[2]!r} is not installed for {python} ({hint})")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -174,6 +195,8 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         self._exited = asyncio.Queue()
         _LIVE.add(self)
+        for command in self.commands:
+            missing_module_check(command, self.python)
         workers = [c for c in self.commands if c.role != "router"]
         routers = [c for c in self.commands if c.role == "router"]
         for command in workers:

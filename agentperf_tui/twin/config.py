@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--pp", "--pp-size", dest="pp", type=int, default=1)
     sg.add_argument("--nnodes", type=int, default=1)
     sg.add_argument("--node-rank", type=int, default=0)
-    sg.add_argument("--enable-dp-attention", action="store_true")
+    sg.add_argument("--enable-dp-attention", action="store_true",
+                    help="deprecated in SGLang 0.5.23: --dp N --enable-dp-attention is --attn-dp-size N")
+    sg.add_argument("--attn-dp-size", type=int, default=1,
+                    help="attention data-parallel groups (SGLang 0.5.23's spelling of DP attention)")
     sg.add_argument("--host", default="127.0.0.1")
     sg.add_argument("--port", type=int, default=30000)
     sg.add_argument("--enable-metrics", action="store_true")
@@ -119,6 +122,12 @@ def parse_twin_args(argv: list[str] | None) -> TwinConfig:
     """Parse and validate; raises TwinConfigError naming the flag that does not fit."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if args.attn_dp_size < 1:
+        raise TwinConfigError("--attn-dp-size must be >= 1")
+    if args.attn_dp_size > 1:
+        # SGLang's resolution (parallel_hook.handle_deprecated_dp_attention), read backwards: the
+        # twin models attention DP as --dp N with DP attention on
+        args.enable_dp_attention, args.dp = True, args.attn_dp_size
     hw = HARDWARE[args.hardware]
     total = hw.gpus_per_node * args.nnodes if args.hardware == "h200" else hw.nvlink_domain_gpus
     if args.nnodes < 1 or args.nnodes > hw.max_nodes:
