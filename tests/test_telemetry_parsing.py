@@ -268,3 +268,19 @@ def test_same_labels_on_two_workers_are_not_collapsed_as_replicas() -> None:
     assert m.running_reqs == 10
     single = parse_sglang_metrics(body, t_s=0.0)
     assert single.running_reqs == 5 and single.by_engine["unified"].running_reqs == 5
+
+
+def test_pd_request_counters_are_not_counted_twice() -> None:
+    """Both the prefill and the decode server's tokenizers count every request: the total is one side's."""
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_sources
+
+    def body(engine_type: str, prompt: float, cached: float) -> str:
+        return (f'# TYPE sglang:prompt_tokens counter\nsglang:prompt_tokens_total{{engine_type="{engine_type}",'
+                f'model_name="m"}} {prompt}\n# TYPE sglang:cached_tokens counter\nsglang:cached_tokens_total{{'
+                f'engine_type="{engine_type}",model_name="m",cache_source="device"}} {cached}\n'
+                f'# TYPE sglang:num_running_reqs gauge\nsglang:num_running_reqs{{engine_type="{engine_type}",'
+                f'model_name="m",tp_rank="0"}} 4\n')
+    m = parse_sglang_sources([("p", body("prefill", 1000, 800)), ("d", body("decode", 1000, 0))], t_s=0.0)
+    assert m.prompt_tokens_total == 1000  # not 2000
+    assert m.cached_tokens_total == 800  # the prefill side's cache
+    assert m.running_reqs == 8  # scheduler state: both machines' requests

@@ -14,6 +14,11 @@ Aggregation over label sets
     histograms, and averaged for ratios (``token_usage``, ``cache_hit_rate``,
     ``spec_accept_length``).
 
+Prefill and decode (PD disaggregation)
+    Series carry ``engine_type``; ``by_engine`` holds the figures per engine type. Scheduler
+    state (running, queued, KV) is summed over both; per-request series are taken from one
+    side only, as ``_PD_FROM_DECODE`` / ``_PD_FROM_PREFILL`` say (both sides count each request).
+
 Name drift (the alias table ``_ALIASES``; the first name present wins)
     - The prefix is ``sglang:``; some front ends (SMG gateway, Dynamo re-exports) emit
       ``sglang_``. Both are accepted.
@@ -28,6 +33,7 @@ Name drift (the alias table ``_ALIASES``; the first name present wins)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -173,6 +179,16 @@ def _metrics_from(idx: _Index, t_s: float, **extra: object) -> ServerMetrics:
     return ServerMetrics(t_s=t_s, raw=raw, **values, **extra)  # type: ignore[arg-type]
 
 
+#: Under PD disaggregation every request passes through a prefill AND a decode server, and each
+#: one's tokenizer counts it (SGLang labels both with their engine_type): summing the two would
+#: count every request, prompt token and TTFT twice. These totals come from one side only - the
+#: decode server streams to the client (its TTFT, tokens, requests), the prefill server computes
+#: the prompt against its prefix cache (its cached tokens, hit rate, queue).
+_PD_FROM_DECODE = ("prompt_tokens_total", "generation_tokens_total", "requests_total", "aborted_requests_total",
+                   "ttft", "itl", "e2e_latency", "gen_throughput_tps", "spec_accept_length")
+_PD_FROM_PREFILL = ("cached_tokens_total", "cache_hit_rate", "queue_time")
+
+
 def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, **extra: object) -> ServerMetrics:
     """Totals over every series, plus one ServerMetrics per ``engine_type`` (prefill/decode/unified)."""
     engine_types = sorted({labels["engine_type"] for _, labels, _ in samples if labels.get("engine_type")})
@@ -180,7 +196,12 @@ def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, 
         kind: _metrics_from(_Index([s for s in samples if s[1].get("engine_type") == kind]), t_s)
         for kind in engine_types
     }
-    return _metrics_from(_Index(samples), t_s, by_engine=by_engine, **extra)
+    total = _metrics_from(_Index(samples), t_s, by_engine=by_engine, **extra)
+    if "prefill" in by_engine and "decode" in by_engine:
+        prefill, decode = by_engine["prefill"], by_engine["decode"]
+        total = dataclasses.replace(total, **{f: getattr(decode, f) for f in _PD_FROM_DECODE},
+                                    **{f: getattr(prefill, f) for f in _PD_FROM_PREFILL})
+    return total
 
 
 def parse_sglang_metrics(text: str, t_s: float) -> ServerMetrics:
