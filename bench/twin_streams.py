@@ -38,6 +38,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def summed_by_name(text: str) -> dict[str, float]:
+    """Every sample name's value summed over its label sets (engines, engine types)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
 async def one_stream(session: aiohttp.ClientSession, url: str, i: int, counts: list[int], stop: asyncio.Event) -> None:
     body = orjson.dumps({"messages": [{"role": "user", "content": f"stream {i} " * 25}], "max_tokens": 30000,
                          "ignore_eos": True, "stream": True})
@@ -96,8 +105,8 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         twin.terminate()
         twin.wait(10)
-    values = {s.name: s.value for f in text_string_to_metric_families(metrics) for s in f.samples}
-    values0 = {s.name: s.value for f in text_string_to_metric_families(metrics0) for s in f.samples}
+    values = summed_by_name(metrics)
+    values0 = summed_by_name(metrics0)
     chunks = sum(counts) - sum(start_counts)
     generated = values["sglang:generation_tokens_total"] - values0["sglang:generation_tokens_total"]
     # reference: what the cost model says this batch decodes at (no speculative flags here)
@@ -112,7 +121,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"tokens/s generated  {tokens_per_s:,.0f}  (twin's own counter)")
     print(f"model tokens/s      {expected:,.0f}  (cost model, batch {args.streams})")
     print(f"twin CPU            {twin_cpu:.0f} %")
-    print(f"twin step lag       {values.get('sglang:twin_step_lag_seconds', float('nan')) * 1000:.1f} ms (last)")
+    print(f"twin step lag       {values.get('agentperf_twin:step_lag_seconds', float('nan')) * 1000:.1f} ms (last)")
     print(f"streams={args.streams} flowing={len(flowing_every_second)} ratio={ratio:.2f} twin_cpu_pct={twin_cpu:.0f}")
 
 

@@ -80,8 +80,8 @@ def test_a_twin_that_falls_behind_real_time_makes_the_window_invalid():
     session, _ = make_session([])
 
     def scrape(t: float, lag_s: float, dropped_s: float) -> list[str]:
-        session._on_sample(ServerMetrics(t_s=t, raw={"sglang:twin_step_lag_seconds": lag_s,
-                                                     "sglang:twin_dropped_seconds_total": dropped_s}))
+        session._on_sample(ServerMetrics(t_s=t, raw={"agentperf_twin:step_lag_seconds": lag_s,
+                                                     "agentperf_twin:dropped_seconds_total": dropped_s}))
         return list(session._client_view(sample_cpu=False).invalid_reasons)
 
     assert scrape(1.0, 0.01, 0.0) == []

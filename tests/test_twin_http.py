@@ -193,3 +193,42 @@ async def test_disconnected_client_request_is_aborted_and_frees_the_engine():
                 break
         else:
             raise AssertionError("the abandoned request kept running")
+
+
+async def test_rack_metrics_split_prefill_from_decode_as_sglang_labels_them():
+    """The disaggregated twin's /metrics: per-engine series with SGLang's engine_type label and smg's
+    worker_addr; our parser then shows prefill and decode apart, requests counted once, twin-only
+    series outside the sglang: namespace."""
+    from agentperf_tui.server import conformance
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_metrics, prom_samples
+
+    config = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--attn-dp-size", "8", "--ep", "8",
+                              "--prefill-gpus", "32", "--prefill-tp", "4", "--enable-metrics"])
+    async with TestClient(TestServer(TwinServer(config).app())) as client:
+        bodies = [chat_body(content=f"task {i} " * 400, max_tokens=32) for i in range(6)]
+        responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=b) for b in bodies))
+        for resp in responses:
+            await read_sse(resp)
+        text = await (await client.get("/metrics")).text()
+    samples = prom_samples(text)
+    running = [labels for name, labels, _ in samples if name == "sglang:num_running_reqs"]
+    assert len(running) == 13  # 8 prefill + 5 decode engines, one series each
+    assert {labels["engine_type"] for labels in running} == {"prefill", "decode"}
+    assert len({labels["worker_addr"] for labels in running}) == 13
+    names = {name for name, _, _ in samples}
+    assert not any(n.startswith("sglang:twin") for n in names) and "agentperf_twin:step_lag_seconds" in names
+    # every sglang: series the twin writes is one SGLang 0.5.23 defines, with labels SGLang uses (+ smg's)
+    data = conformance.load("sglang", "0.5.23")
+    defined = {m["name"]: set(m["labels"]) for m in data.metrics}
+    for name, labels, _ in samples:
+        if name.startswith("sglang:"):
+            base = name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+            family = base if base in defined else base.removesuffix("_total")
+            family = family if family in defined else family + "_total"
+            assert family in defined, name
+            assert set(labels) - {"le", "worker_addr"} <= defined[family] | {"dp_rank"}, (name, labels)
+    m = parse_sglang_metrics(text, t_s=0.0)
+    assert set(m.by_engine) == {"prefill", "decode"}
+    assert m.requests_total == 6 and m.by_engine["prefill"].requests_total == 6  # both sides count; total once
+    assert m.generation_tokens_total == 6 * 32
+    assert m.by_engine["decode"].max_total_tokens > 0 and m.by_engine["prefill"].max_total_tokens > 0

@@ -365,10 +365,10 @@ class Session:
     def _note_twin_lag(self, sample: ServerMetrics) -> None:
         """The twin reports when its own process cannot keep pace with the GPUs it simulates; such a
         window measures the machine running the twin, not the modeled rack (real SGLang has no such series)."""
-        lag = sample.raw.get("sglang:twin_step_lag_seconds")
-        dropped = sample.raw.get("sglang:twin_dropped_seconds_total")
+        lag = sample.raw.get("agentperf_twin:step_lag_seconds")
+        dropped = sample.raw.get("agentperf_twin:dropped_seconds_total")
         previous = self._server_metrics
-        dropped_before = previous.raw.get("sglang:twin_dropped_seconds_total") if previous else None
+        dropped_before = previous.raw.get("agentperf_twin:dropped_seconds_total") if previous else None
         newly_dropped = dropped - dropped_before if dropped is not None and dropped_before is not None else 0.0
         if lag is None and dropped is None:
             self._twin_problem = ""

@@ -80,6 +80,8 @@ _HISTOGRAMS: dict[str, tuple[str, ...]] = {
 }
 
 _PREFIXES = ("sglang:", "sglang_")
+#: Kept in ``raw``: SGLang's series and the twin's own (``agentperf_twin:``, e.g. its step lag).
+RAW_PREFIXES = ("sglang:", "agentperf_twin:")
 
 
 def prom_samples(text: str) -> list[tuple[str, Labels, float]]:
@@ -172,7 +174,7 @@ def _metrics_from(idx: _Index, t_s: float, **extra: object) -> ServerMetrics:
                 break
     raw: dict[str, float] = {}
     for name, series in idx.by_name.items():
-        if name.startswith("sglang:") and not name.endswith("_bucket"):
+        if name.startswith(RAW_PREFIXES) and not name.endswith("_bucket"):
             agg = _aggregate(series, "sum")
             if agg is not None:
                 raw[name] = agg

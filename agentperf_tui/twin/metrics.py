@@ -50,8 +50,22 @@ class Histogram:
         return out
 
 
+ENGINE_TYPE = {"mixed": "unified", "prefill": "prefill", "decode": "decode"}
+#: Per-scheduler labels as SGLang 0.5.23 writes them (observability/metrics_collector.py), plus
+#: smg's ``worker_addr``: one twin process serves the whole deployment, so its /metrics reads like
+#: the gateway's /engine_metrics over every worker.
+SCHEDULER_LABELS = ["model_name", "engine_type", "tp_rank", "pp_rank", "moe_ep_rank", "worker_addr"]
+REQUEST_LABELS = ["model_name", "engine_type"]
+
+
 class SGLangCollector(Collector):
-    """The ``sglang:`` series named in SGLang's metrics (REFERENCE §3), label ``model_name``."""
+    """The ``sglang:`` series named in SGLang's metrics (REFERENCE §3), labelled like SGLang's.
+
+    Scheduler series (running, queued, KV, throughput, hit rate, PD queues) come per engine with
+    its ``engine_type``; request series (tokens, requests, latency histograms) once per engine
+    type, as each side's tokenizer counts them - under PD both the prefill and the decode side
+    count every request, as in SGLang. Twin-only series are ``agentperf_twin:``, never ``sglang:``.
+    """
 
     def __init__(self, cluster: Cluster, model_name: str, spec_enabled: bool):
         self.cluster = cluster
@@ -63,49 +77,89 @@ class SGLangCollector(Collector):
             "e2e_request_latency_seconds": (Histogram(E2E_BUCKETS), cluster.stats.e2e),
             "queue_time_seconds": (Histogram(QUEUE_BUCKETS), cluster.stats.queue_time),
         }
+        counts: dict[str, int] = {}
+        self.engine_labels = []
+        for engine in cluster.engines:
+            kind = ENGINE_TYPE[engine.role]
+            counts[kind] = counts.get(kind, 0) + 1
+            self.engine_labels.append((engine, [model_name, kind, "0", "0", "0", f"twin://{kind}{counts[kind]}"]))
+        self.pd = bool(cluster.engines) and all(e.role != "mixed" for e in cluster.engines)
 
-    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
-        g = GaugeMetricFamily(f"sglang:{name}", doc, labels=["model_name"])
-        g.add_metric([self.model_name], float(value))
+    def _scheduler(self, name: str, doc: str, value) -> GaugeMetricFamily:  # type: ignore[no-untyped-def]
+        g = GaugeMetricFamily(f"sglang:{name}", doc, labels=SCHEDULER_LABELS)
+        for engine, labels in self.engine_labels:
+            g.add_metric(labels, float(value(engine)))
         return g
 
-    def _counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
-        c = CounterMetricFamily(f"sglang:{name}", doc, labels=["model_name"])
-        c.add_metric([self.model_name], float(value))
+    def _twin(self, name: str, doc: str, value: float, counter: bool = False) -> Metric:
+        family = CounterMetricFamily if counter else GaugeMetricFamily
+        m = family(f"agentperf_twin:{name}", doc, labels=["model_name"])
+        m.add_metric([self.model_name], float(value))
+        return m
+
+    def _request_counter(self, name: str, doc: str, per_type: dict[str, float]) -> CounterMetricFamily:
+        c = CounterMetricFamily(f"sglang:{name}", doc, labels=REQUEST_LABELS)
+        for kind, value in per_type.items():
+            c.add_metric([self.model_name, kind], float(value))
         return c
 
     def collect(self) -> Iterable[Metric]:
         c = self.cluster
         s = c.stats
-        cap = c.kv_capacity_tokens
-        used = c.kv_used_tokens
-        prompt = s.prompt_tokens_total
-        yield self._gauge("num_running_reqs", "The number of running requests.", c.running)
-        yield self._gauge("num_queue_reqs", "The number of requests in the waiting queue.", c.queued)
-        yield self._gauge("num_used_tokens", "The number of used tokens.", used)
-        yield self._gauge("token_usage", "The token usage.", used / cap if cap else 0.0)
-        yield self._gauge("max_total_num_tokens", "Maximum total number of tokens in the KV pool.", cap)
-        yield self._gauge("gen_throughput", "The generation throughput (token/s).", c.gen_throughput())
-        yield self._gauge("cache_hit_rate", "The prefix cache hit rate.",
-                          s.cached_tokens_total / prompt if prompt else 0.0)
-        accept = s.spec_accepted_tokens / s.spec_verify_steps if (self.spec_enabled and s.spec_verify_steps) else 0.0
-        yield self._gauge("spec_accept_length", "The average acceptance length of speculative decoding.", accept)
-        yield self._gauge("num_retracted_reqs", "The number of retracted requests.", s.retracted)
-        yield self._gauge("twin_step_lag_seconds",
-                          "Twin only: how far the simulated step clock fell behind real time.", s.step_lag_s)
-        yield self._counter("twin_dropped_seconds",
-                            "Twin only: simulated time dropped because the twin process could not keep up.",
-                            s.dropped_s)
-        yield self._counter("prompt_tokens", "Number of prefill tokens processed.", prompt)
-        yield self._counter("generation_tokens", "Number of generation tokens processed.", s.generation_tokens_total)
-        yield self._counter("cached_tokens", "Number of cached prompt tokens.", s.cached_tokens_total)
-        yield self._counter("num_requests", "Number of requests processed.", s.requests_total)
-        yield self._counter("num_aborted_requests", "Number of requests aborted.", s.aborted_total)
+        spec = self.spec_enabled and s.spec_verify_steps
+        yield self._scheduler("num_running_reqs", "The number of running requests.",
+                              lambda e: len(e.running) + len(e.prefilling))
+        # a PD decode engine's waiting requests wait for a KV slot: SGLang's pre-allocation queue
+        yield self._scheduler("num_queue_reqs", "The number of requests in the waiting queue.",
+                              lambda e: 0 if e.role == "decode" else e.queued)
+        yield self._scheduler("num_used_tokens", "The number of used tokens.", lambda e: e.kv_used)
+        yield self._scheduler("token_usage", "The token usage.",
+                              lambda e: e.kv_used / e.kv_capacity_tokens if e.kv_capacity_tokens else 0.0)
+        yield self._scheduler("max_total_num_tokens", "Maximum total number of tokens in the KV cache pool.",
+                              lambda e: e.kv_capacity_tokens)
+        yield self._scheduler("gen_throughput", "The generation throughput (token/s).",
+                              lambda e: c.gen_throughput(engine=e))
+        yield self._scheduler("cache_hit_rate", "The prefix cache hit rate.",
+                              lambda e: e.last_batch_hit_rate if e.role != "decode" else 0.0)
+        yield self._scheduler("spec_accept_length", "The average acceptance length of speculative decoding.",
+                              lambda e: s.spec_accepted_tokens / s.spec_verify_steps if spec and e.role != "prefill" else 0.0)
+        yield self._scheduler("num_retracted_reqs", "The number of retracted requests.", lambda e: 0)
+        if self.pd:
+            yield self._scheduler("num_prefill_bootstrap_queue_reqs",
+                                  "The number of requests in the prefill bootstrap queue.", lambda e: 0)
+            yield self._scheduler("num_prefill_inflight_queue_reqs",
+                                  "The number of requests in the prefill inflight queue.",
+                                  lambda e: e.kv_sending if e.role == "prefill" else 0)
+            yield self._scheduler("num_decode_prealloc_queue_reqs",
+                                  "The number of requests in the decode prealloc queue.",
+                                  lambda e: e.queued if e.role == "decode" else 0)
+            yield self._scheduler("num_decode_transfer_queue_reqs",
+                                  "The number of requests in the decode transfer queue.",
+                                  lambda e: e.kv_receiving if e.role == "decode" else 0)
+        yield self._twin("step_lag_seconds", "Twin only: how far the simulated step clock fell behind real time.",
+                         s.step_lag_s)
+        yield self._twin("dropped_seconds",
+                         "Twin only: simulated time dropped because the twin process could not keep up.",
+                         s.dropped_s, counter=True)
+        # request series: each engine type's tokenizer counts every request it serves
+        front = ["prefill", "decode"] if self.pd else ["unified"]
+        last = front[-1]  # the server that streams to the client
+        yield self._request_counter("prompt_tokens", "Number of prefill tokens processed.",
+                                    dict.fromkeys(front, s.prompt_tokens_total))
+        yield self._request_counter("generation_tokens", "Number of generation tokens processed.",
+                                    {k: (s.generation_tokens_total if k == last else 0) for k in front})
+        yield self._request_counter("cached_tokens", "Number of cached prompt tokens.",
+                                    {k: (s.cached_tokens_total if k == front[0] else 0) for k in front})
+        yield self._request_counter("num_requests", "Number of requests processed.",
+                                    dict.fromkeys(front, s.requests_total))
+        yield self._request_counter("num_aborted_requests", "Number of requests aborted.",
+                                    {k: (s.aborted_total if k == last else 0) for k in front})
         for name, (hist, source) in self.hist.items():
             hist.drain(source)
+            kind = front[0] if name == "queue_time_seconds" else last
             h = HistogramMetricFamily(f"sglang:{name}", f"Histogram of {name.replace('_', ' ')}.",
-                                      labels=["model_name"])
-            h.add_metric([self.model_name], hist.buckets(), hist.total)
+                                      labels=REQUEST_LABELS)
+            h.add_metric([self.model_name, kind], hist.buckets(), hist.total)
             yield h
 
 

@@ -137,6 +137,11 @@ class Engine:
         self._rng = random.Random(index)
         self.steps = 0
         self.busy_s = 0.0
+        # per-engine views for /metrics (SGLang reports these per scheduler, labelled engine_type)
+        self.recent_gen: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.last_batch_hit_rate = 0.0  # cached / prompt tokens of the last prefill batch (SGLang's cache_hit_rate)
+        self.kv_sending = 0  # prefill: requests whose KV is on its way to a decode engine
+        self.kv_receiving = 0  # decode: requests whose KV is arriving here
 
     # -- intake ------------------------------------------------------------------------------
     def enqueue(self, req: TwinRequest) -> None:
@@ -264,6 +269,13 @@ class Engine:
     def _finish_prefill(self, batch: list[tuple[TwinRequest, int]]) -> None:
         now = time.monotonic()
         stats = self.cluster.stats
+        batch_prompt = batch_cached = 0
+        for req, take in batch:  # a request's prefix hit counts with its first chunk
+            first_chunk = req.prefilled == 0
+            batch_cached += req.cached_tokens if first_chunk else 0
+            batch_prompt += take + (req.cached_tokens if first_chunk else 0)
+        if batch_prompt:
+            self.last_batch_hit_rate = batch_cached / batch_prompt
         for req, take in batch:
             if req.finished:
                 continue
@@ -283,6 +295,7 @@ class Engine:
             req.context = req.prompt_tokens + 1
             stats.generation_tokens_total += 1
             stats.recent_gen.append((now, 1))
+            self.recent_gen.append((now, 1))
             stats.ttft.append(now - req.t_arrival)
             stats.queue_time.append(req.t_admitted - req.t_arrival)
             if req.generated >= req.target_tokens:
@@ -351,6 +364,7 @@ class Engine:
             stats.spec_accepted_tokens += emitted
         stats.generation_tokens_total += emitted
         stats.recent_gen.append((now, emitted))
+        self.recent_gen.append((now, emitted))
 
     def _release(self, req: TwinRequest) -> None:
         self.kv_used -= req.reserved
@@ -420,12 +434,19 @@ class Cluster:
 
     def transfer(self, req: TwinRequest) -> None:
         """Disaggregation: move a prefilled request's KV to the least loaded decode engine."""
-        target = min(self.decode_stage, key=lambda e: e.active + e.queued)
+        target = min(self.decode_stage, key=lambda e: e.active + e.queued + e.kv_receiving)
+        source = req.engine
         delay = target.cost.kv_transfer_s(req.context)
-        asyncio.get_running_loop().call_later(delay, self._arrive, target, req)
+        target.kv_receiving += 1
+        if source is not None:
+            source.kv_sending += 1
+        asyncio.get_running_loop().call_later(delay, self._arrive, source, target, req)
 
     @staticmethod
-    def _arrive(target: Engine, req: TwinRequest) -> None:
+    def _arrive(source: Engine | None, target: Engine, req: TwinRequest) -> None:
+        target.kv_receiving -= 1
+        if source is not None:
+            source.kv_sending -= 1
         if not req.finished:
             target.enqueue(req)
 
@@ -453,9 +474,10 @@ class Cluster:
     def kv_capacity_tokens(self) -> int:
         return sum(e.kv_capacity_tokens for e in self.engines)
 
-    def gen_throughput(self, window_s: float = 5.0) -> float:
+    def gen_throughput(self, window_s: float = 5.0, engine: Engine | None = None) -> float:
+        """Tokens generated per second over the last ``window_s`` (by ``engine`` alone if given)."""
         now = time.monotonic()
-        recent = self.stats.recent_gen
+        recent = self.stats.recent_gen if engine is None else engine.recent_gen
         total = sum(n for t, n in recent if now - t <= window_s)
         return total / window_s
 
