@@ -232,3 +232,5 @@ async def test_rack_metrics_split_prefill_from_decode_as_sglang_labels_them():
     assert m.requests_total == 6 and m.by_engine["prefill"].requests_total == 6  # both sides count; total once
     assert m.generation_tokens_total == 6 * 32
     assert m.by_engine["decode"].max_total_tokens > 0 and m.by_engine["prefill"].max_total_tokens > 0
+    assert m.kv_transfer_latency_ms is not None and m.kv_transfer_latency_ms.count == 6  # one per handed-off request
+    assert m.kv_transfer_latency_ms.mean > 2.0  # the model's fixed 2 ms plus the bytes over NVLink

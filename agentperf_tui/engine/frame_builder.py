@@ -150,7 +150,9 @@ def server_view(session: Session) -> ServerView:
                    bootstrap_queue_reqs=e.prefill_bootstrap_queue_reqs,
                    inflight_queue_reqs=e.prefill_inflight_queue_reqs,
                    prealloc_queue_reqs=e.decode_prealloc_queue_reqs,
-                   transfer_queue_reqs=e.decode_transfer_queue_reqs)
+                   transfer_queue_reqs=e.decode_transfer_queue_reqs,
+                   kv_transfer_ms_mean=e.kv_transfer_latency_ms.mean if e.kv_transfer_latency_ms else None,
+                   kv_transfer_gb_s_mean=e.kv_transfer_speed_gb_s.mean if e.kv_transfer_speed_gb_s else None)
         for kind, e in sorted(m.by_engine.items(), key=lambda kv: ENGINE_ORDER.get(kv[0], 9)))
     return ServerView(**base, running_reqs=m.running_reqs, queued_reqs=m.queued_reqs, token_usage=m.token_usage,
                       cache_hit_rate=m.cache_hit_rate, gen_throughput_tps=m.gen_throughput_tps,

@@ -126,6 +126,8 @@ class EngineView:
     inflight_queue_reqs: float | None = None  # prefill: KV being sent
     prealloc_queue_reqs: float | None = None  # decode: waiting for a KV slot
     transfer_queue_reqs: float | None = None  # decode: KV arriving
+    kv_transfer_ms_mean: float | None = None  # prefill: mean KV transfer latency since the server started
+    kv_transfer_gb_s_mean: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

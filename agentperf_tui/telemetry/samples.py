@@ -141,6 +141,8 @@ class ServerMetrics:
     itl: HistogramSummary | None = None
     e2e_latency: HistogramSummary | None = None
     queue_time: HistogramSummary | None = None
+    kv_transfer_latency_ms: HistogramSummary | None = None  # PD: prefill -> decode, per request (ms)
+    kv_transfer_speed_gb_s: HistogramSummary | None = None
     prefill_bootstrap_queue_reqs: float | None = None  # PD prefill: waiting for the decode side's handshake
     prefill_inflight_queue_reqs: float | None = None  # PD prefill: KV being sent
     decode_prealloc_queue_reqs: float | None = None  # PD decode: waiting for a KV slot

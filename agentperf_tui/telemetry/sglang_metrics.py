@@ -77,6 +77,8 @@ _HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "itl": ("inter_token_latency_seconds", "time_per_output_token_seconds"),
     "e2e_latency": ("e2e_request_latency_seconds",),
     "queue_time": ("queue_time_seconds",),
+    "kv_transfer_latency_ms": ("kv_transfer_latency_ms",),  # PD, prefill side: per request sent
+    "kv_transfer_speed_gb_s": ("kv_transfer_speed_gb_s",),
 }
 
 _PREFIXES = ("sglang:", "sglang_")
@@ -188,7 +190,8 @@ def _metrics_from(idx: _Index, t_s: float, **extra: object) -> ServerMetrics:
 #: the prompt against its prefix cache (its cached tokens, hit rate, queue).
 _PD_FROM_DECODE = ("prompt_tokens_total", "generation_tokens_total", "requests_total", "aborted_requests_total",
                    "ttft", "itl", "e2e_latency", "gen_throughput_tps", "spec_accept_length")
-_PD_FROM_PREFILL = ("cached_tokens_total", "cache_hit_rate", "queue_time")
+_PD_FROM_PREFILL = ("cached_tokens_total", "cache_hit_rate", "queue_time", "kv_transfer_latency_ms",
+                    "kv_transfer_speed_gb_s")
 
 
 def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, **extra: object) -> ServerMetrics:

@@ -164,10 +164,13 @@ class CostModel:
             duration = self.table.prefill_s(new_tokens, cached_tokens)
         return StepCost(duration * self.prefill_time_scale, activity, memory_s, compute_s, comm_s)
 
+    def kv_transfer_bytes(self, context_tokens: int) -> float:
+        """A request's KV as it moves from a prefill to a decode worker."""
+        return context_tokens * self.model.kv_bytes_per_token() + self.model.kv_window_bytes()
+
     def kv_transfer_s(self, context_tokens: int) -> float:
         """Moving a request's KV from a prefill to a decode worker (disaggregation) over NVLink."""
-        bytes_ = context_tokens * self.model.kv_bytes_per_token() + self.model.kv_window_bytes()
-        return 0.002 + bytes_ / self._link_bw
+        return 0.002 + self.kv_transfer_bytes(context_tokens) / self._link_bw
 
     def _activation_comm_s(self, tokens: int) -> float:
         # two all-reduces (or dispatch+combine) of the hidden state per layer

@@ -24,6 +24,9 @@ from agentperf_tui.twin.scheduler import Cluster
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
 E2E_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+# SGLang 0.5.23's own bounds (conformance_data/sglang-0.5.23.json)
+KV_TRANSFER_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+KV_TRANSFER_GB_S_BUCKETS = (0.1, 0.5, 1, 5, 10, 25, 50, 100, 200, 400)
 QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -76,6 +79,11 @@ class SGLangCollector(Collector):
             "inter_token_latency_seconds": (Histogram(ITL_BUCKETS), cluster.stats.itl),
             "e2e_request_latency_seconds": (Histogram(E2E_BUCKETS), cluster.stats.e2e),
             "queue_time_seconds": (Histogram(QUEUE_BUCKETS), cluster.stats.queue_time),
+        }
+        # KV transfer is the prefill side's to report (SGLang observes it where the KV is sent)
+        self.kv_hist = {
+            "kv_transfer_latency_ms": (Histogram(KV_TRANSFER_MS_BUCKETS), cluster.stats.kv_transfer_ms),
+            "kv_transfer_speed_gb_s": (Histogram(KV_TRANSFER_GB_S_BUCKETS), cluster.stats.kv_transfer_gb_s),
         }
         counts: dict[str, int] = {}
         self.engine_labels = []
@@ -154,6 +162,13 @@ class SGLangCollector(Collector):
                                     dict.fromkeys(front, s.requests_total))
         yield self._request_counter("num_aborted_requests", "Number of requests aborted.",
                                     {k: (s.aborted_total if k == last else 0) for k in front})
+        if self.pd:
+            for name, (hist, source) in self.kv_hist.items():
+                hist.drain(source)
+                h = HistogramMetricFamily(f"sglang:{name}", f"Histogram of {name.replace('_', ' ')}.",
+                                          labels=["model_name", "engine_type", "tp_rank", "pp_rank", "moe_ep_rank"])
+                h.add_metric([self.model_name, "prefill", "0", "0", "0"], hist.buckets(), hist.total)
+                yield h
         for name, (hist, source) in self.hist.items():
             hist.drain(source)
             kind = front[0] if name == "queue_time_seconds" else last

@@ -106,6 +106,8 @@ class ClusterStats:
     itl: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
     queue_time: list[float] = field(default_factory=list)
+    kv_transfer_ms: list[float] = field(default_factory=list)  # PD: per request, as SGLang's kv_transfer_latency_ms
+    kv_transfer_gb_s: list[float] = field(default_factory=list)  # PD: per request, kv_transfer_speed_gb_s
 
 
 class Engine:
@@ -437,6 +439,8 @@ class Cluster:
         target = min(self.decode_stage, key=lambda e: e.active + e.queued + e.kv_receiving)
         source = req.engine
         delay = target.cost.kv_transfer_s(req.context)
+        self.stats.kv_transfer_ms.append(delay * 1000.0)
+        self.stats.kv_transfer_gb_s.append(target.cost.kv_transfer_bytes(req.context) / delay / 1e9)
         target.kv_receiving += 1
         if source is not None:
             source.kv_sending += 1

@@ -13,7 +13,10 @@ def engine_line(e: EngineView) -> str:
     head = f"{e.engine_type:<7} run {fmt.num(e.running_reqs, '.0f')} queue {fmt.num(e.queued_reqs, '.0f')} req"
     if e.engine_type == "prefill":
         return (head + f"  bootstrap {fmt.num(e.bootstrap_queue_reqs, '.0f')} sending {fmt.num(e.inflight_queue_reqs, '.0f')}"
-                + f"  cache hit {fmt.pct(e.cache_hit_rate)}  KV {fmt.pct(e.token_usage)}")
+                + f"  cache hit {fmt.pct(e.cache_hit_rate)}  KV {fmt.pct(e.token_usage)}"
+                + (f"  KV xfer {fmt.num(e.kv_transfer_ms_mean, '.0f', ' ms')} "
+                   f"{fmt.num(e.kv_transfer_gb_s_mean, '.0f', ' GB/s')} (mean since start)"
+                   if e.kv_transfer_ms_mean is not None else ""))
     if e.engine_type == "decode":
         return (head + f"  prealloc {fmt.num(e.prealloc_queue_reqs, '.0f')} receiving {fmt.num(e.transfer_queue_reqs, '.0f')}"
                 + f"  gen {fmt.num(e.gen_throughput_tps, ',.0f', ' tok/s')}  accept {fmt.num(e.spec_accept_length, '.2f')}"
