@@ -234,3 +234,24 @@ async def test_rack_metrics_split_prefill_from_decode_as_sglang_labels_them():
     assert m.by_engine["decode"].max_total_tokens > 0 and m.by_engine["prefill"].max_total_tokens > 0
     assert m.kv_transfer_latency_ms is not None and m.kv_transfer_latency_ms.count == 6  # one per handed-off request
     assert m.kv_transfer_latency_ms.mean > 2.0  # the model's fixed 2 ms plus the bytes over NVLink
+
+
+async def test_itl_is_observed_once_per_token_with_sglang_buckets():
+    """sglang:inter_token_latency_seconds counts every token after the first (SGLang observes per
+    token, not one mean per request), in SGLang 0.5.23's bucket bounds."""
+    from agentperf_tui.server import conformance
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_metrics
+
+    async with make_client("--speculative-algorithm", "EAGLE", "--speculative-num-steps", "3",
+                           "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4") as client:
+        responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=chat_body(max_tokens=40))
+                                           for _ in range(5)))
+        for resp in responses:
+            await read_sse(resp)
+        text = await (await client.get("/metrics")).text()
+    m = parse_sglang_metrics(text, t_s=0.0)
+    assert m.itl is not None and m.itl.count == 5 * (40 - 1)
+    defined = {d["name"]: d["buckets"] for d in conformance.load("sglang", "0.5.23").metrics}
+    for name, hist in (("inter_token_latency_seconds", m.itl), ("time_to_first_token_seconds", m.ttft),
+                       ("e2e_request_latency_seconds", m.e2e_latency)):
+        assert [le for le, _ in hist.buckets][:-1] == [float(b) for b in defined[f"sglang:{name}"]]

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -221,3 +222,16 @@ def test_slice_keeps_one_decode_engine_and_exactly_its_share_of_prefill_capacity
         assert "--slice 6" in str(exc)
     else:
         raise AssertionError("a slice larger than the deployment must be refused")
+
+
+@pytest.mark.parametrize(("steps", "draft", "length"), [(1, 2, 1.79), (2, 3, 2.27), (3, 4, 2.49), (4, 5, 2.54)])
+def test_mtp_acceptance_follows_deepseek_v4_measured_accept_lengths(steps: int, draft: int, length: float):
+    """Default acceptance reproduces InferenceX's measured DeepSeek-V4-Pro MTP accept lengths per depth."""
+    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--speculative-algorithm", "EAGLE",
+                              "--speculative-num-steps", str(steps), "--speculative-eagle-topk", "1",
+                              "--speculative-num-draft-tokens", str(draft)])
+    assert TwinServer(config).spec.expected_accept_length == pytest.approx(length, abs=1e-6)
+    forced = parse_twin_args(["--hardware", "h200", "--tp", "8", "--speculative-algorithm", "EAGLE",
+                              "--speculative-num-steps", str(steps), "--speculative-num-draft-tokens", str(draft),
+                              "--mtp-acceptance", "0.5"])
+    assert TwinServer(forced).spec.acceptance == 0.5

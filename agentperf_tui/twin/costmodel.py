@@ -50,7 +50,7 @@ class SpeculativeConfig:
 
     num_steps: int = 0
     num_draft_tokens: int = 0
-    acceptance: float = 0.7  # (uncertain) per drafted token; SGLang reports accept length
+    acceptance: float = 0.7  # per drafted token (see acceptance_for_depth: from measured accept lengths)
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +67,29 @@ class SpeculativeConfig:
     @property
     def tokens_per_request(self) -> int:
         return self.num_draft_tokens if self.enabled else 1
+
+
+#: DeepSeek-V4-Pro's own MTP head, thinking on: mean accepted length (bonus token included) per
+#: verify step at 1..4 draft steps. InferenceX golden_al_distribution/dsv4_mtp.yaml (commit
+#: ab51b061, SPEED-Bench coding set, temperature 1.0, 4,096-token outputs, B300).
+MEASURED_ACCEPT_LENGTH = {1: 1.79, 2: 2.27, 3: 2.49, 4: 2.54}
+
+
+def acceptance_for_depth(depth: int) -> float:
+    """The per-draft acceptance probability a whose chain 1 + a + ... + a^depth has the measured
+    mean accept length at this depth (deeper than measured: the deepest measurement's a)."""
+    if depth < 1:
+        return 0.0
+    measured = min(depth, max(MEASURED_ACCEPT_LENGTH))
+    target = MEASURED_ACCEPT_LENGTH[measured]
+    lo, hi = 0.0, 1.0
+    for _ in range(60):  # bisection: the chain length grows monotonically with a
+        mid = (lo + hi) / 2
+        if sum(mid**i for i in range(measured + 1)) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 class CostModel:

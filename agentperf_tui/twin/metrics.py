@@ -21,13 +21,15 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentperf_tui.twin.scheduler import Cluster
 
-TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
-ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0)
-E2E_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
-# SGLang 0.5.23's own bounds (conformance_data/sglang-0.5.23.json)
+# SGLang 0.5.23's bucket bounds (observability/metrics_collector.py; conformance_data/sglang-0.5.23.json)
+TTFT_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
+ITL_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2,
+               0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
+E2E_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 1200, 1800, 2400)
 KV_TRANSFER_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 KV_TRANSFER_GB_S_BUCKETS = (0.1, 0.5, 1, 5, 10, 25, 50, 100, 200, 400)
-QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+QUEUE_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80,
+                 90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1600, 1800, 2000, 2500, 3000)
 
 
 class Histogram:
@@ -38,10 +40,12 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0
 
-    def drain(self, values: list[float]) -> None:
-        for value in values:
-            self.counts[bisect.bisect_left(self.bounds, value)] += 1
-            self.total += value
+    def drain(self, values: list) -> None:
+        """Observe every value (a float, or a (value, times) pair: one value observed many times)."""
+        for item in values:
+            value, times = item if isinstance(item, tuple) else (item, 1)
+            self.counts[bisect.bisect_left(self.bounds, value)] += times
+            self.total += value * times
         values.clear()
 
     def buckets(self) -> list[tuple[str, float]]:

@@ -103,7 +103,7 @@ class ClusterStats:
     dropped_s: float = 0.0  # simulated time dropped because the process could not keep up
     recent_gen: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
     ttft: list[float] = field(default_factory=list)
-    itl: list[float] = field(default_factory=list)
+    itl: list[tuple[float, int]] = field(default_factory=list)  # (seconds per token, tokens observed)
     e2e: list[float] = field(default_factory=list)
     queue_time: list[float] = field(default_factory=list)
     kv_transfer_ms: list[float] = field(default_factory=list)  # PD: per request, as SGLang's kv_transfer_latency_ms
@@ -194,7 +194,7 @@ class Engine:
             elif self.running:
                 cost = self._plan_decode()
                 await self._sleep(cost)
-                self._advance_decode()
+                self._advance_decode(cost.duration_s)
             else:
                 self._wake = loop.create_future()
                 try:
@@ -325,7 +325,12 @@ class Engine:
             contexts += req.context
         return self.cost.decode_step(len(self.running), kv, attn, contexts)
 
-    def _advance_decode(self) -> None:
+    def _advance_decode(self, step_s: float) -> None:
+        """One decode (verify) step of ``step_s``: every running request gains 1 + accepted drafts.
+
+        Inter-token latency is observed once per generated token, as SGLang does: a request that
+        got n tokens from this step observes step_s / n, n times (kept as (value, count) pairs).
+        """
         now = time.monotonic()
         spec = self.cost.spec
         depth = min(spec.num_steps, spec.num_draft_tokens - 1) if spec.enabled else 0
@@ -335,6 +340,7 @@ class Engine:
         stats = self.cluster.stats
         emitted = 0
         batch = len(self.running)
+        per_n: dict[int, int] = {}  # tokens this step -> requests that got that many
         still: list[TwinRequest] = []
         for req in self.running:
             if req.finished:
@@ -352,6 +358,7 @@ class Engine:
             req.pending += n
             req.context += n
             emitted += n
+            per_n[n] = per_n.get(n, 0) + 1
             if req.generated >= req.target_tokens:
                 self._release(req)
                 self._complete(req, now)
@@ -367,6 +374,7 @@ class Engine:
         stats.generation_tokens_total += emitted
         stats.recent_gen.append((now, emitted))
         self.recent_gen.append((now, emitted))
+        stats.itl.extend((step_s / n, n * count) for n, count in per_n.items())
 
     def _release(self, req: TwinRequest) -> None:
         self.kv_used -= req.reserved
@@ -379,8 +387,6 @@ class Engine:
         stats = self.cluster.stats
         stats.requests_total += 1
         stats.e2e.append(now - req.t_arrival)
-        if req.generated > 1 and req.t_first_token:
-            stats.itl.append((now - req.t_first_token) / (req.generated - 1))
 
     # -- power -------------------------------------------------------------------------------
     def _account_energy(self, now: float, cost: StepCost) -> None:

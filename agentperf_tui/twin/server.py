@@ -26,7 +26,7 @@ from agentperf_tui.twin import aic_table
 from agentperf_tui.twin.aic_table import StepTable
 from agentperf_tui.twin.bmc import TwinBmc
 from agentperf_tui.twin.config import TwinConfig, TwinConfigError
-from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig
+from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig, acceptance_for_depth
 from agentperf_tui.twin.faults import FAULT_FIELDS, FaultDice, Faults
 from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
 from agentperf_tui.twin.metrics import DcgmExporter, SGLangCollector, registry_with
@@ -85,7 +85,9 @@ class TwinServer:
         if args.speculative_algorithm:
             steps = args.speculative_num_steps or 1
             draft = args.speculative_num_draft_tokens or steps + 1
-            spec = SpeculativeConfig(steps, draft, args.mtp_acceptance)
+            depth = min(steps, draft - 1)
+            accept = args.mtp_acceptance if args.mtp_acceptance is not None else acceptance_for_depth(depth)
+            spec = SpeculativeConfig(steps, draft, accept)
         self.spec = spec
         self.step_tables: dict[tuple[str, int], StepTable] = {}
         self.cluster = Cluster(self._make_engines)
