@@ -52,7 +52,8 @@ class TwinProcess:
 def start_twin(*extra: str, hardware: str = "h200", tp: int = 8) -> TwinProcess:
     port, dcgm_port = free_port(), free_port()
     argv = [sys.executable, "-m", "agentperf_tui.twin", "--hardware", hardware, "--tp", str(tp),
-            "--host", "127.0.0.1", "--port", str(port), "--dcgm-port", str(dcgm_port), "--enable-metrics", *extra]
+            "--host", "127.0.0.1", "--port", str(port), "--dcgm-port", str(dcgm_port), "--enable-metrics",
+            "--enable-cache-report", *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     twin = TwinProcess(proc, port, dcgm_port)
     deadline = time.monotonic() + 20

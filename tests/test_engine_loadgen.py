@@ -29,7 +29,7 @@ def small_workload(turns: int = 4, target: int = 12, delay: float = 0.05) -> Wor
 
 
 async def start_twin_server(*flags: str) -> TestServer:
-    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", *flags])
+    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", "--enable-cache-report", *flags])
     server = TestServer(TwinServer(config).app(), host="127.0.0.1")
     await server.start_server()
     return server

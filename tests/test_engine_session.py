@@ -21,7 +21,7 @@ def make_session(frames: list[Frame], agents: int = 2, twin_args: tuple[str, ...
     servers: list[TestServer] = []
 
     async def start(_session: Session) -> ServerHandle:
-        args = parse_twin_args(["--hardware", "h200", "--tp", "8", *twin_args])
+        args = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-cache-report", *twin_args])
         server = TestServer(TwinServer(args).app(), host="127.0.0.1")
         await server.start_server()
         servers.append(server)

@@ -18,8 +18,9 @@ from agentperf_tui.twin.server import TwinServer
 from .conftest import TwinProcess
 
 
-def make_client(*flags: str) -> TestClient:
-    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", *flags])
+def make_client(*flags: str, cache_report: bool = True) -> TestClient:
+    config = parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics",
+                              *(["--enable-cache-report"] if cache_report else []), *flags])
     return TestClient(TestServer(TwinServer(config).app()))
 
 
@@ -140,15 +141,84 @@ async def test_bad_requests_get_openai_error_shape_and_server_survives(raw, stat
 
 
 async def test_models_server_info_model_info_and_flush_cache():
-    async with make_client("--some-future-flag", "7") as client:
+    """SGLang 0.5.23's shapes: ServerArgs field names and extras in /server_info, every /model_info
+    field, /v1/models and /v1/models/{id} cards; a real SGLang flag the twin does not model is
+    accepted and reported, not silently dropped."""
+    async with make_client("--enable-hierarchical-cache") as client:
         models = await (await client.get("/v1/models")).json()
-        assert models["data"][0]["id"] == "deepseek-ai/DeepSeek-V4-Pro"
+        assert models["data"][0]["id"] == "deepseek-ai/DeepSeek-V4-Pro" and models["data"][0]["owned_by"] == "sglang"
+        card = await client.get("/v1/models/deepseek-ai/DeepSeek-V4-Pro")
+        assert card.status == 200 and (await card.json())["max_model_len"] == models["data"][0]["max_model_len"]
+        missing = await client.get("/v1/models/other")
+        assert missing.status == 404 and (await missing.json())["error"]["code"] == "model_not_found"
         info = await (await client.get("/server_info")).json()
-        assert info["tp"] == 8 and info["hardware"] == "h200"
-        assert info["unknown_args"] == ["--some-future-flag", "7"]
-        assert (await (await client.get("/get_server_info")).json())["tp"] == 8
-        assert (await (await client.get("/model_info")).json())["is_generation"] is True
+        for key in ("tp_size", "dp_size", "attn_dp_size", "ep_size", "max_running_requests", "chunked_prefill_size",
+                    "random_seed", "launch_command", "max_total_num_tokens", "max_req_input_len", "internal_states",
+                    "version", "status", "startup_time"):
+            assert key in info, key
+        assert info["tp_size"] == 8 and info["attn_dp_size"] == 1 and info["twin"]["hardware"] == "h200"
+        assert info["max_running_requests"] == 256  # DeepSeek-V4's default per worker
+        assert info["chunked_prefill_size"] == 8192  # H200: below SGLang's 160 GiB tier
+        assert info["internal_states"][0]["effective_max_running_requests_per_dp"] == 256
+        assert info["twin"]["not_modelled_args"] == ["--enable-hierarchical-cache"]
+        assert info["version"].startswith("twin-")  # the twin says what it is
+        assert (await (await client.get("/get_server_info")).json())["tp_size"] == 8
+        model_info = await (await client.get("/model_info")).json()
+        assert set(model_info) >= {"model_path", "served_model_name", "tokenizer_path", "is_generation",
+                                   "preferred_sampling_params", "weight_version", "load_format", "reasoning_parser",
+                                   "tool_call_parser", "disaggregation_mode", "has_image_understanding",
+                                   "has_audio_understanding", "model_type", "architectures"}
+        assert (await client.get("/ready")).status == 200
         assert (await client.post("/flush_cache")).status == 200
+
+
+def test_twin_refuses_a_flag_sglang_refuses():
+    with pytest.raises(ValueError, match="--some-future-flag"):
+        parse_twin_args(["--hardware", "h200", "--tp", "8", "--some-future-flag", "7"])
+
+
+def test_random_seed_is_drawn_per_launch_unless_given():
+    seeds = {parse_twin_args(["--hardware", "h200", "--tp", "8"]).args.random_seed for _ in range(5)}
+    assert len(seeds) > 1
+    assert parse_twin_args(["--hardware", "h200", "--tp", "8", "--random-seed", "3"]).args.random_seed == 3
+
+
+async def test_api_key_guards_every_route_but_health_ready_and_metrics():
+    async with make_client("--api-key", "k") as client:
+        for path in ("/health", "/health_generate", "/ready", "/metrics"):
+            assert (await client.get(path)).status == 200, path
+        for method, path in (("GET", "/v1/models"), ("GET", "/server_info"), ("GET", "/model_info"),
+                             ("POST", "/flush_cache"), ("POST", "/v1/chat/completions"), ("POST", "/generate")):
+            resp = await client.request(method, path, json=chat_body())
+            assert resp.status == 401 and await resp.json() == {"error": "Unauthorized"}, path
+        ok = await client.get("/v1/models", headers={"Authorization": "Bearer k"})
+        assert ok.status == 200
+
+
+async def test_model_is_echoed_and_cached_tokens_only_with_cache_report():
+    for reported in (False, True):
+        async with make_client(cache_report=reported) as client:
+            body = chat_body(max_tokens=4)
+            body["model"] = "my-alias"
+            chunks, _ = await read_sse(await client.post("/v1/chat/completions", json=body))
+        assert {c["model"] for c in chunks} == {"my-alias"}
+        details = chunks[-1]["usage"]["prompt_tokens_details"]
+        assert (details is not None and "cached_tokens" in details) if reported else details is None
+
+
+async def test_mid_stream_abort_is_sglangs_error_event_then_done():
+    from agentperf_tui.engine.client import stream_chat
+
+    async with make_client("--fault-abort-rate", "1") as client:
+        resp = await client.post("/v1/chat/completions", json=chat_body(max_tokens=16))
+        raw = (await resp.read()).decode()
+        events = [line[6:] for line in raw.split("\n") if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        error = orjson.loads(events[-2])["error"]
+        assert error["code"] == 503 and error["type"] == "SERVICE_UNAVAILABLE" and error["object"] == "error"
+        # our client reads it as a failure with the server's message
+        result = await stream_chat(client.session, str(client.make_url("/v1/chat/completions")), chat_body(max_tokens=16))
+    assert result.error is not None and "Request aborted" in result.error
 
 
 async def test_flush_cache_refused_while_a_request_runs():

@@ -18,7 +18,7 @@ from agentperf_tui.twin.server import TwinServer
 
 
 def make_server(*flags: str) -> TwinServer:
-    return TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", *flags]))
+    return TwinServer(parse_twin_args(["--hardware", "h200", "--tp", "8", "--enable-metrics", "--enable-cache-report", *flags]))
 
 
 async def timed_stream(client: TestClient, messages: list[dict], max_tokens: int) -> dict:

@@ -8,7 +8,10 @@ line) and reported in /server_info as ``unknown_args``. Flags that contradict th
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import math
+import random
 from dataclasses import dataclass
 
 from agentperf_tui.twin.hardware import HARDWARE, HardwareSpec
@@ -38,6 +41,7 @@ class TwinConfig:
     full_gpus: int = 0  # GPUs of the whole deployment (= total_gpus when not sliced)
     prefill_time_scale: float = 1.0
     prefill_power_share: float = 1.0
+    argv: tuple[str, ...] = ()  # the command line it came from (/server_info's launch_command)
 
     @property
     def slice_fraction(self) -> float:
@@ -69,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--host", default="127.0.0.1")
     sg.add_argument("--port", type=int, default=30000)
     sg.add_argument("--enable-metrics", action="store_true")
-    sg.add_argument("--max-running-requests", type=int, default=None)
+    sg.add_argument("--max-running-requests", type=int, default=None,
+                    help="per worker; unset: 256, as SGLang's DeepSeek-V4 hook sets it")
     sg.add_argument("--mem-fraction-static", type=float, default=0.88)
     sg.add_argument("--context-length", type=int, default=None)
-    sg.add_argument("--chunked-prefill-size", type=int, default=8192)
+    sg.add_argument("--chunked-prefill-size", type=int, default=None,
+                    help="unset: by GPU memory as SGLang resolves it (8192 below 160 GiB: H200; 16384 above: B300)")
+    sg.add_argument("--enable-cache-report", action="store_true",
+                    help="report usage.prompt_tokens_details.cached_tokens (SGLang sends null without it)")
+    sg.add_argument("--random-seed", type=int, default=None,
+                    help="reported in /server_info; unset: drawn per launch, as SGLang does")
     sg.add_argument("--stream-interval", type=int, default=1)
     sg.add_argument("--disable-radix-cache", action="store_true")
     sg.add_argument("--tool-call-parser", default=None)
@@ -119,10 +129,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SGLANG_VERSION = "0.5.23"  # the SGLang the twin answers as (flags, endpoints, metrics)
+DSV4_DEFAULT_MAX_RUNNING = 256  # arg_groups/deepseek_v4_hook.apply_deepseek_v4_defaults, per worker
+log = logging.getLogger("agentperf_tui.twin")
+
+
+def _check_against_sglang(unknown: list[str]) -> None:
+    """Flags the twin does not model: refused if SGLang 0.5.23 refuses them too, else accepted with
+    a warning (the twin runs as if they were not given) - so a profile that starts the twin starts
+    real SGLang, and the other way round."""
+    if not unknown:
+        return
+    from agentperf_tui.server import conformance
+
+    data = conformance.load_cached("sglang", SGLANG_VERSION)
+    problems = conformance.check_argv(["python", "-m", "sglang.launch_server", *unknown], data)
+    refused = [p for p in problems if p.kind != "deprecated"]
+    if refused:
+        raise TwinConfigError("; ".join(p.message for p in refused))
+    for p in problems:
+        log.warning("%s", p.message)
+    log.warning("not modelled by the twin (accepted, as SGLang %s would): %s", SGLANG_VERSION, " ".join(unknown))
+
+
 def parse_twin_args(argv: list[str] | None) -> TwinConfig:
+    """The validated deployment for a twin command line (SGLang's flags plus the twin's own)."""
+    return dataclasses.replace(_parse_twin_args(argv), argv=tuple(argv or ()))
+
+
+def _parse_twin_args(argv: list[str] | None) -> TwinConfig:
     """Parse and validate; raises TwinConfigError naming the flag that does not fit."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    _check_against_sglang(unknown)
+    if args.max_running_requests is None:
+        args.max_running_requests = DSV4_DEFAULT_MAX_RUNNING
+    if args.random_seed is None:
+        args.random_seed = random.randrange(2**30)
     if args.attn_dp_size < 1:
         raise TwinConfigError("--attn-dp-size must be >= 1")
     if args.attn_dp_size > 1:
@@ -130,6 +173,8 @@ def parse_twin_args(argv: list[str] | None) -> TwinConfig:
         # twin models attention DP as --dp N with DP attention on
         args.enable_dp_attention, args.dp = True, args.attn_dp_size
     hw = HARDWARE[args.hardware]
+    if args.chunked_prefill_size is None:  # memory_hook.handle_gpu_memory_settings' tiers
+        args.chunked_prefill_size = 8192 if hw.hbm_gb * 1e9 < 160 * 2**30 else 16384
     total = hw.gpus_per_node * args.nnodes if args.hardware == "h200" else hw.nvlink_domain_gpus
     if args.nnodes < 1 or args.nnodes > hw.max_nodes:
         raise TwinConfigError(f"--nnodes {args.nnodes}: {hw.name} allows 1..{hw.max_nodes}")

@@ -17,6 +17,7 @@ FAULT_FIELDS = {
     "malformed_rate": "share of streams that get one malformed SSE line mid-stream",
     "truncate_rate": "share of streams cut off mid-stream (connection closed)",
     "stall_rate": "share of streams that stop sending for --fault-stall-s mid-stream",
+    "abort_rate": "share of streams aborted mid-stream with SGLang's error event (data: {\"error\": ...}, [DONE])",
     "stall_s": "seconds a stalled stream sends nothing",
     "reset_rate": "share of requests whose connection is reset before any byte",
     "health_delay_s": "extra seconds /health_generate takes",
@@ -37,6 +38,7 @@ class Faults:
     malformed_rate: float = 0.0
     truncate_rate: float = 0.0
     stall_rate: float = 0.0
+    abort_rate: float = 0.0
     stall_s: float = 5.0
     reset_rate: float = 0.0
     health_delay_s: float = 0.0
@@ -64,7 +66,7 @@ class Faults:
 
     @property
     def any_stream_fault(self) -> bool:
-        return bool(self.malformed_rate or self.truncate_rate or self.stall_rate)
+        return bool(self.malformed_rate or self.truncate_rate or self.stall_rate or self.abort_rate)
 
 
 class FaultDice:

@@ -25,7 +25,7 @@ from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
 from agentperf_tui.twin import aic_table
 from agentperf_tui.twin.aic_table import StepTable
 from agentperf_tui.twin.bmc import TwinBmc
-from agentperf_tui.twin.config import TwinConfig, TwinConfigError
+from agentperf_tui.twin.config import SGLANG_VERSION, TwinConfig, TwinConfigError
 from agentperf_tui.twin.costmodel import CostModel, SpeculativeConfig, acceptance_for_depth
 from agentperf_tui.twin.faults import FAULT_FIELDS, FaultDice, Faults
 from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
@@ -35,6 +35,7 @@ from agentperf_tui.twin.textgen import filler_bytes, filler_text, tool_arguments
 
 log = logging.getLogger("agentperf_tui.twin")
 NATURAL_OUTPUT_MEDIAN = 150  # tokens, when ignore_eos is off (AA's median output per turn)
+AUTH_EXEMPT = ("/health", "/ready", "/metrics", "/twin/")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -75,7 +76,10 @@ class TwinServer:
     """Owns the simulated cluster and serves it over HTTP (and DCGM on its own port)."""
 
     def __init__(self, config: TwinConfig):
+        t0 = time.perf_counter()
         self.config = config
+        self.argv = list(config.argv)
+        self.token_counter_name = "estimate: 4 characters per token"
         args = config.args
         self.model_name = args.served_model_name or args.model_path
         self.context_length = args.context_length or DEEPSEEK_V4_PRO.max_context
@@ -101,11 +105,12 @@ class TwinServer:
         self.dice = FaultDice(self.faults, args.seed)
         self.dcgm.faults = self.faults
         self.bmc = TwinBmc(self.dcgm, self.config.hardware)
+        self.startup_time = round(time.perf_counter() - t0, 3)  # seconds to build the deployment
 
     # -- deployment ----------------------------------------------------------------------------
     def _make_engines(self, cluster: Cluster) -> tuple[list[Engine], list[Engine]]:
         cfg, args = self.config, self.config.args
-        max_running = args.max_running_requests or 4096
+        max_running = args.max_running_requests  # per worker (engine): 256 unless set, as SGLang
 
         def engine(index: int, role: str, gpus: int) -> Engine:
             cost = CostModel(cfg.hardware, DEEPSEEK_V4_PRO, gpus, self.spec, attention_dp=args.enable_dp_attention,
@@ -163,9 +168,11 @@ class TwinServer:
 
     # -- apps ----------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 2**20)
+        app = web.Application(client_max_size=256 * 2**20, middlewares=[self._auth_middleware])
         r = app.router
-        r.add_get("/health", self.health)
+        r.add_get("/health", self.health_generate)  # SGLang: /health runs the 1-token generation too
+        r.add_get("/ready", self.ready)
+        r.add_get("/v1/models/{model:.+}", self.model_card)
         r.add_get("/health_generate", self.health_generate)
         r.add_get("/server_info", self.server_info)
         r.add_get("/get_server_info", self.server_info)
@@ -223,7 +230,20 @@ class TwinServer:
                          c.gen_throughput(), c.queued)
 
     # -- simple endpoints ---------------------------------------------------------------------
-    async def health(self, _request: web.Request) -> web.Response:
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        """SGLang's --api-key rule (utils/auth.py decide_request_auth): every route needs
+        ``Authorization: Bearer KEY`` except OPTIONS and paths under /health, /ready and /metrics
+        (and the twin's own /twin/ routes, loopback-only). A bad key: 401 {"error": "Unauthorized"}."""
+        key = self.config.args.api_key
+        path = request.path
+        if (key and request.method != "OPTIONS" and not path.startswith(AUTH_EXEMPT)
+                and request.headers.get("Authorization") != f"Bearer {key}"):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        """200 once serving (the twin is up as soon as it listens), no body; SGLang: 503 while not Up."""
         return web.Response(status=200)
 
     async def get_faults(self, _request: web.Request) -> web.Response:
@@ -258,40 +278,93 @@ class TwinServer:
             return web.Response(status=503, text="health_generate timed out")
         return web.Response(status=200)
 
+    def server_args(self) -> dict[str, Any]:
+        """The twin's flags under SGLang 0.5.23's ServerArgs field names (resolved values)."""
+        args = self.config.args
+        attn_dp = args.dp if args.enable_dp_attention else 1
+        return {
+            "model_path": args.model_path, "served_model_name": self.model_name, "tokenizer_path": args.model_path,
+            "tp_size": args.tp, "dp_size": 1 if args.enable_dp_attention else args.dp, "attn_dp_size": attn_dp,
+            "enable_dp_attention": attn_dp > 1, "ep_size": args.ep, "pp_size": args.pp,
+            "nnodes": args.nnodes, "node_rank": args.node_rank, "host": args.host, "port": args.port,
+            "max_running_requests": args.max_running_requests, "mem_fraction_static": args.mem_fraction_static,
+            "context_length": self.context_length,
+            # SGLang reports the per-DP-rank chunk (parallel_hook.handle_data_parallelism divides it)
+            "chunked_prefill_size": args.chunked_prefill_size // attn_dp,
+            "stream_interval": args.stream_interval, "disable_radix_cache": args.disable_radix_cache,
+            "enable_metrics": args.enable_metrics, "enable_cache_report": args.enable_cache_report,
+            "tool_call_parser": args.tool_call_parser, "reasoning_parser": args.reasoning_parser,
+            "speculative_algorithm": args.speculative_algorithm,
+            "speculative_num_steps": args.speculative_num_steps,
+            "speculative_eagle_topk": args.speculative_eagle_topk,
+            "speculative_num_draft_tokens": args.speculative_num_draft_tokens,
+            "moe_a2a_backend": args.moe_a2a_backend, "moe_runner_backend": args.moe_runner_backend,
+            "disaggregation_mode": args.disaggregation_mode, "trust_remote_code": args.trust_remote_code,
+            "log_level": args.log_level, "random_seed": args.random_seed,
+        }
+
     async def server_info(self, _request: web.Request) -> web.Response:
-        cfg, args = self.config, self.config.args
-        server_args = {k: v for k, v in vars(args).items() if k != "api_key"}
+        """SGLang's /server_info shape (http_server.server_info), plus a ``twin`` block saying what it is."""
+        cfg = self.config
+        attn_dp = self.server_args()["attn_dp_size"]
+        internal_states = [{
+            "engine": f"{e.role}{e.index}", "effective_max_running_requests_per_dp": e.max_running // attn_dp,
+            "last_gen_throughput": self.cluster.gen_throughput(engine=e),
+            "avg_spec_accept_length": self.spec.expected_accept_length,
+            "memory_usage": {"token_capacity": e.kv_capacity_tokens},
+        } for e in self.cluster.engines]
         body = {
-            **server_args,
-            "version": f"twin-{__version__}",
-            "twin": True,
-            "hardware": cfg.hardware.name,
-            "gpu_name": cfg.hardware.gpu_name,
-            "total_gpus": cfg.total_gpus,
-            "engines": {"mixed": cfg.mixed_engines, "prefill": cfg.prefill_engines, "decode": cfg.decode_engines,
-                        "gpus_per_engine": cfg.engine_gpus, "gpus_per_prefill_engine": cfg.prefill_engine_gpus},
-            "unknown_args": list(cfg.unknown_args),
-            "twin_slice": None if not cfg.slice_of else {
-                "decode_engines": cfg.decode_engines or cfg.mixed_engines, "of": cfg.slice_of,
-                "fraction": cfg.slice_fraction, "gpus_simulated": cfg.total_gpus, "full_gpus": cfg.full_gpus,
-                "prefill_engines_simulated": cfg.prefill_engines, "prefill_time_scale": cfg.prefill_time_scale,
-                "prefill_power_share": cfg.prefill_power_share},
+            **self.server_args(),
+            "launch_command": " ".join(["python", "-m", "agentperf_tui.twin", *self.argv]),
+            "status": "ready",
             "max_total_num_tokens": self.cluster.kv_capacity_tokens,
-            "internal_states": [{"avg_spec_accept_length": self.spec.expected_accept_length,
-                                 "last_gen_throughput": self.cluster.gen_throughput()}],
+            "max_req_input_len": self.context_length - 1,
+            "startup_time": self.startup_time,
+            "internal_states": internal_states,
+            "version": f"twin-{__version__}",
+            "frontend": "python",
+            "twin": {
+                "sglang_version": SGLANG_VERSION, "hardware": cfg.hardware.name, "gpu_name": cfg.hardware.gpu_name,
+                "total_gpus": cfg.total_gpus,
+                "engines": {"mixed": cfg.mixed_engines, "prefill": cfg.prefill_engines,
+                            "decode": cfg.decode_engines, "gpus_per_engine": cfg.engine_gpus,
+                            "gpus_per_prefill_engine": cfg.prefill_engine_gpus},
+                "not_modelled_args": list(cfg.unknown_args),
+                "tokens": self.token_counter_name,
+                "slice": None if not cfg.slice_of else {
+                    "decode_engines": cfg.decode_engines or cfg.mixed_engines, "of": cfg.slice_of,
+                    "fraction": cfg.slice_fraction, "gpus_simulated": cfg.total_gpus, "full_gpus": cfg.full_gpus,
+                    "prefill_engines_simulated": cfg.prefill_engines, "prefill_time_scale": cfg.prefill_time_scale,
+                    "prefill_power_share": cfg.prefill_power_share},
+            },
         }
         return web.Response(body=orjson.dumps(body, default=str), content_type="application/json")
 
     async def model_info(self, _request: web.Request) -> web.Response:
-        body = {"model_path": self.config.args.model_path, "tokenizer_path": self.config.args.model_path,
-                "is_generation": True, "preferred_sampling_params": None}
+        """SGLang's /model_info fields (http_server.model_info)."""
+        args = self.config.args
+        body = {"model_path": args.model_path, "served_model_name": self.model_name,
+                "tokenizer_path": args.model_path, "is_generation": True, "preferred_sampling_params": None,
+                "weight_version": "default", "load_format": "auto", "reasoning_parser": args.reasoning_parser,
+                "tool_call_parser": args.tool_call_parser, "disaggregation_mode": args.disaggregation_mode,
+                "has_image_understanding": False, "has_audio_understanding": False,
+                "model_type": "deepseek_v4", "architectures": ["DeepseekV4ForCausalLM"]}
         return web.json_response(body)
 
+    def _card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "sglang",
+                "root": self.model_name, "parent": None, "max_model_len": self.context_length}
+
     async def models(self, _request: web.Request) -> web.Response:
-        body = {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": self.created,
-                                             "owned_by": "sglang", "root": self.model_name,
-                                             "max_model_len": self.context_length}]}
-        return web.json_response(body)
+        return web.json_response({"object": "list", "data": [self._card()]})
+
+    async def model_card(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name != self.model_name:
+            body = {"error": {"message": f"The model '{name}' does not exist", "type": "invalid_request_error",
+                              "param": "model", "code": "model_not_found"}}
+            return web.json_response(body, status=404)
+        return web.json_response(self._card())
 
     async def flush_cache(self, _request: web.Request) -> web.Response:
         if self.cluster.flush_cache():
@@ -308,20 +381,11 @@ class TwinServer:
         return web.Response(body=self.dcgm.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
     # -- generation ----------------------------------------------------------------------------
-    def _check_auth(self, request: web.Request) -> web.Response | None:
-        key = self.config.args.api_key
-        if key and request.headers.get("Authorization") != f"Bearer {key}":
-            return error_response(401, "Unauthorized", "AuthenticationError")
-        return None
-
     def _natural_length(self, max_tokens: int) -> int:
         value = int(self.rng.lognormvariate(0.0, 1.2) * NATURAL_OUTPUT_MEDIAN)
         return max(1, min(max_tokens, value))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        denied = self._check_auth(request)
-        if denied:
-            return denied
         faults, dice = self.faults, self.dice
         dice.chat_requests += 1
         if faults.crash_after and dice.chat_requests > faults.crash_after:
@@ -369,6 +433,7 @@ class TwinServer:
         plan = self._output_plan(body, tools, target, ignore_eos)
         req = TwinRequest(self.cluster.next_id(), chain, prompt_tokens, target, route_key)
         self.cluster.submit(req)
+        plan["model"] = str(body.get("model") or "default")  # echoed, as SGLang's serving_chat does
         if body.get("stream"):
             return await self._stream_chat(request, body, req, plan)
         return await self._complete_chat(req, plan)
@@ -430,7 +495,7 @@ class TwinServer:
                            plan: dict[str, Any]) -> web.StreamResponse:
         rid = f"chatcmpl-{req.rid}"
         head = (b'data: {"id":"' + rid.encode() + b'","object":"chat.completion.chunk","created":'
-                + str(int(time.time())).encode() + b',"model":' + orjson.dumps(self.model_name)
+                + str(int(time.time())).encode() + b',"model":' + orjson.dumps(plan["model"])
                 + b',"choices":[{"index":0,"delta":')
         tail = b',"logprobs":null,"finish_reason":null,"matched_stop":null}],"usage":null}\n\n'
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -438,7 +503,7 @@ class TwinServer:
         sent = 0
         fault = None
         if self.faults.any_stream_fault:
-            for kind in ("malformed", "truncate", "stall"):
+            for kind in ("malformed", "truncate", "stall", "abort"):
                 if self.dice.hit(getattr(self.faults, f"{kind}_rate")):
                     fault = kind
                     break
@@ -458,6 +523,13 @@ class TwinServer:
                             await resp.write(b'data: {"id": "' + rid.encode() + b'", "choices": [{"delta": \n\n')
                         elif fault == "stall":
                             await asyncio.sleep(self.faults.stall_s)
+                        elif fault == "abort":  # SGLang's shape: an error event, then [DONE]
+                            self.cluster.abort(req)
+                            error = {"error": {"object": "error", "message": "Request aborted (fault injection)",
+                                               "type": "SERVICE_UNAVAILABLE", "param": None, "code": 503}}
+                            await resp.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
+                            await resp.write_eof()
+                            return resp
                         elif fault == "truncate":
                             if request.transport is not None:
                                 request.transport.abort()
@@ -469,13 +541,13 @@ class TwinServer:
             if req.aborted:
                 return resp
             finish = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
-                      "model": self.model_name,
+                      "model": plan["model"],
                       "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": plan["finish"],
                                    "matched_stop": None}], "usage": None}
             chunks = [b"data: " + orjson.dumps(finish) + b"\n\n"]
             if include_usage:
                 usage = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": self.model_name, "choices": [], "usage": self._usage(req)}
+                         "model": plan["model"], "choices": [], "usage": self._usage(req)}
                 chunks.append(b"data: " + orjson.dumps(usage) + b"\n\n")
             chunks.append(b"data: [DONE]\n\n")
             await resp.write(b"".join(chunks))
@@ -491,7 +563,10 @@ class TwinServer:
     def _usage(self, req: TwinRequest) -> dict[str, Any]:
         return {"prompt_tokens": req.prompt_tokens, "completion_tokens": req.generated,
                 "total_tokens": req.prompt_tokens + req.generated,
-                "prompt_tokens_details": {"cached_tokens": req.cached_tokens}, "reasoning_tokens": 0}
+                # SGLang reports cached tokens only with --enable-cache-report (else null)
+                "prompt_tokens_details": ({"cached_tokens": req.cached_tokens}
+                                          if self.config.args.enable_cache_report else None),
+                "reasoning_tokens": 0}
 
     async def _complete_chat(self, req: TwinRequest, plan: dict[str, Any]) -> web.Response:
         try:
@@ -509,7 +584,7 @@ class TwinServer:
             message["tool_calls"] = [{"id": call.get("id"), "type": "function", "index": 0,
                                       "function": call["function"]}]
         body = {"id": f"chatcmpl-{req.rid}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.model_name,
+                "model": plan["model"],
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": plan["finish"],
                              "matched_stop": None}],
                 "usage": self._usage(req)}
@@ -517,9 +592,6 @@ class TwinServer:
 
     async def generate(self, request: web.Request) -> web.Response:
         """SGLang's native /generate, non-streaming: text in, text and meta_info out."""
-        denied = self._check_auth(request)
-        if denied:
-            return denied
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
