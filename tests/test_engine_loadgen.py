@@ -120,7 +120,8 @@ async def test_agents_replay_exact_turns_with_growing_context_and_follow_target_
         for a, b in zip(rows, rows[1:], strict=False):
             if b.turn_index == a.turn_index + 1:
                 assert b.prompt_tokens > a.prompt_tokens  # context grows every turn
-                assert b.cached_tokens and b.cached_tokens >= a.prompt_tokens - 1  # and reuses the prefix
+                # and reuses the prefix (all of it but the generation prompt's 2 tokens, see test_twin_model)
+                assert b.cached_tokens and b.cached_tokens >= a.prompt_tokens - 3
                 grew += 1
     assert grew >= 3
 

@@ -124,12 +124,15 @@ async def test_offered_tools_produce_tool_call_deltas_with_valid_json_arguments(
         (orjson.dumps({"model": "m"}), 400, "messages"),
         (orjson.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 400, "max_tokens"),
         (orjson.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": -5}), 400, "max_tokens"),
-        (orjson.dumps({"messages": [{"role": "user", "content": "x" * 40_000}], "max_tokens": 10}), 400,
-         "maximum context length"),
+        (orjson.dumps({"messages": [{"role": "user", "content": " ".join(f"word{i}" for i in range(9000))}],
+                       "max_tokens": 10}), 400, "maximum context length"),
         (orjson.dumps({"messages": ["not a message"], "max_tokens": 3}), 400, "messages[0]"),
     ],
+    ids=["bad-json", "not-object", "no-messages", "max-tokens-0", "max-tokens-negative", "over-context",
+         "message-not-object"],
 )
 async def test_bad_requests_get_openai_error_shape_and_server_survives(raw, status, needle):
+    """(Each case's id is its needle: pytest would otherwise print the whole body.)"""
     async with make_client("--context-length", "8192") as client:
         resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
         assert resp.status == status

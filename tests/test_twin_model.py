@@ -120,7 +120,9 @@ async def test_extended_conversation_reuses_prefix_lower_ttft_and_reports_cached
         second = await timed_stream(client, extended, 8)
     assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
-    assert cached >= first["usage"]["prompt_tokens"] - 1
+    # the whole first prompt but its generation prompt (<｜Assistant｜></think>, 2 tokens, which the
+    # extended prompt's assistant message repeats; the twin matches prefixes message by message)
+    assert cached >= first["usage"]["prompt_tokens"] - 3
     assert second["ttft"] < 0.5 * first["ttft"], (first["ttft"], second["ttft"])
 
 

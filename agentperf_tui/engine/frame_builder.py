@@ -140,7 +140,7 @@ def server_view(session: Session) -> ServerView:
     m = session.server_metrics
     s = session.server
     base = {"state": session.server_state, "url": s.base_url if s else "", "version": s.version if s else "",
-            "fingerprint": s.fingerprint if s else ""}
+            "fingerprint": s.fingerprint if s else "", "twin_tokens": s.twin_tokens if s else ""}
     if m is None:
         return ServerView(**base)
     engines = tuple(

@@ -149,6 +149,7 @@ class ServerView:
     engines: tuple[EngineView, ...] = ()  # per engine_type, when the server labels them (PD: prefill, decode)
     metrics_sources_ok: int = 0  # serving processes whose /metrics answered the last scrape
     metrics_sources_total: int = 0
+    twin_tokens: str = ""  # the twin: how its prompt token counts are made (tokenizer or estimate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class ServerHandle:
     rack_power_urls: list[str] = field(default_factory=list)  # Redfish rack manager / PDU (rack boundary)
     redfish_user_env: str = ""
     redfish_password_env: str = ""
+    twin_tokens: str = ""  # the twin only: how it counts prompt tokens (its /server_info 'twin.tokens')
     #: (worker, its nodes' /metrics URLs) for every serving process; empty: ``metrics_url`` alone
     metrics_sources: list[tuple[str, list[str]]] = field(default_factory=list)
 

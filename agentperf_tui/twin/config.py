@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--reasoning-share", type=float, default=0.5,
                     help="share of output tokens streamed as reasoning when thinking is requested")
     tw.add_argument("--seed", type=int, default=0)
+    tw.add_argument("--tokenizer", choices=("auto", "deepseek-v4", "estimate"), default="auto",
+                    help="prompt token counts: DeepSeek V4's tokenizer and chat template (auto: when installed) "
+                         "or the 4-characters-per-token estimate")
     ft = p.add_argument_group("fault injection (also POST /twin/faults from loopback)")
     from agentperf_tui.twin.faults import FAULT_FIELDS, INT_FIELDS, Faults
 

@@ -21,7 +21,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentperf_tui import __version__
-from agentperf_tui.tokens import estimate_message_tokens, estimate_text_tokens
 from agentperf_tui.twin import aic_table
 from agentperf_tui.twin.aic_table import StepTable
 from agentperf_tui.twin.bmc import TwinBmc
@@ -32,10 +31,12 @@ from agentperf_tui.twin.hardware import DEEPSEEK_V4_PRO
 from agentperf_tui.twin.metrics import DcgmExporter, SGLangCollector, registry_with
 from agentperf_tui.twin.scheduler import Cluster, Engine, TwinRequest
 from agentperf_tui.twin.textgen import filler_bytes, filler_text, tool_arguments
+from agentperf_tui.twin.tokenizer import PromptTokenCounter
 
 log = logging.getLogger("agentperf_tui.twin")
 NATURAL_OUTPUT_MEDIAN = 150  # tokens, when ignore_eos is off (AA's median output per turn)
 AUTH_EXEMPT = ("/health", "/ready", "/metrics", "/twin/")
+ESTIMATE = PromptTokenCounter("estimate")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -46,17 +47,24 @@ def error_response(status: int, message: str, err_type: str = "BadRequestError",
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def prompt_chain(messages: list[Any], tools: Any) -> tuple[list[tuple[int, int]], int, int]:
-    """(chain of (node hash, cumulative tokens), prompt tokens, routing key) for a chat prompt."""
+def prompt_chain(messages: list[Any], tools: Any, counter: PromptTokenCounter | None = None
+                 ) -> tuple[list[tuple[int, int]], int, int]:
+    """(chain of (node hash, cumulative tokens), prompt tokens, routing key) for a chat prompt.
+
+    Tokens are counted by ``counter`` (DeepSeek V4's tokenizer and template when installed, else
+    the 4-characters estimate); the generation prompt's markers count toward the total only.
+    """
+    counter = counter or ESTIMATE
     chain: list[tuple[int, int]] = []
     total = 0
     parent = 0
     if tools:
         tools_json = orjson.dumps(tools)
-        total += 8 + estimate_text_tokens(tools_json.decode())
+        total += counter.tools_tokens(tools)
         parent = hash((0, tools_json))
         chain.append((parent, total))
     route_key = parent
+    previous_role = None
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise ValueError(f"messages[{i}] must be an object")
@@ -65,11 +73,12 @@ def prompt_chain(messages: list[Any], tools: Any) -> tuple[list[tuple[int, int]]
                orjson.dumps(message.get("tool_calls")) if message.get("tool_calls") else None,
                message.get("reasoning_content"))
         parent = hash((parent, key))
-        total += estimate_message_tokens(message)
+        total += counter.message_tokens(message, previous_role)
+        previous_role = message.get("role")
         chain.append((parent, total))
         if i < 2:
             route_key = parent
-    return chain, total, route_key
+    return chain, total + counter.generation_prompt_tokens(previous_role), route_key
 
 
 class TwinServer:
@@ -79,7 +88,8 @@ class TwinServer:
         t0 = time.perf_counter()
         self.config = config
         self.argv = list(config.argv)
-        self.token_counter_name = "estimate: 4 characters per token"
+        self.tokens = PromptTokenCounter(config.args.tokenizer)
+        self.token_counter_name = self.tokens.name
         args = config.args
         self.model_name = args.served_model_name or args.model_path
         self.context_length = args.context_length or DEEPSEEK_V4_PRO.max_context
@@ -415,7 +425,10 @@ class TwinServer:
                                   param="max_tokens")
         tools = body.get("tools") or None
         try:
-            chain, prompt_tokens, route_key = prompt_chain(messages, tools)
+            if self.tokens.exact:  # the encode runs in a thread (tokenizers releases the GIL): the step loop keeps time
+                chain, prompt_tokens, route_key = await asyncio.to_thread(prompt_chain, messages, tools, self.tokens)
+            else:
+                chain, prompt_tokens, route_key = prompt_chain(messages, tools, self.tokens)
         except ValueError as exc:
             return error_response(400, str(exc), param="messages")
         room = self.context_length - prompt_tokens
@@ -603,7 +616,7 @@ class TwinServer:
         if not isinstance(max_new, int) or max_new <= 0:
             return error_response(400, f"max_new_tokens must be a positive integer, got {max_new!r}")
         text = body["text"]
-        tokens = estimate_text_tokens(text)
+        tokens = self.tokens.text_tokens(text)
         key = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
         target = max_new if params.get("ignore_eos") else self._natural_length(max_new)
         req = TwinRequest(self.cluster.next_id(), [(key, tokens)], tokens, target, key)

@@ -31,6 +31,8 @@ class ServerPanel(Static):
         s = frame.server
         c = frame.client
         lines = [f"[b]{s.state}[/b]  {s.url}  {s.version}"]
+        if s.twin_tokens:
+            lines.append(f"twin tokens: {s.twin_tokens}")
         if s.metrics_sources_total > 1 or s.metrics_sources_ok < s.metrics_sources_total:
             partial = s.metrics_sources_ok < s.metrics_sources_total
             lines.append(("[$warning]" if partial else "")

