@@ -7,7 +7,11 @@ twin's own cost model predicts for that batch (the reference, computed in the sa
 1.0 = the twin's Python keeps up with its simulated GPUs), the twin's CPU and its step lag.
 
     python bench/twin_streams.py --streams 2000 --seconds 15
-Last line: ``streams=N flowing=F ratio=R twin_cpu_pct=C``.
+    python bench/twin_streams.py --streams 2000 --stream-interval 60   # NVIDIA's recipes' cadence
+
+With ``--stream-interval N`` the twin sends a chunk per N tokens (the first at once), as SGLang
+does; "flowing" then means a chunk in every window of 1.5 x N / (model tokens/s per stream).
+Last line: ``streams=N flowing=F ratio=R twin_cpu_pct=C tokens_per_twin_core_s=T``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ async def one_stream(session: aiohttp.ClientSession, url: str, i: int, counts: l
 async def main_async(args: argparse.Namespace) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "agentperf_tui.twin", "--hardware", "h200", "--tp", "8", "--port", str(port),
-            "--dcgm-port", "0", "--enable-metrics", "--max-running-requests", str(args.streams + 10)]
+            "--dcgm-port", "0", "--enable-metrics", "--max-running-requests", str(args.streams + 10),
+            "--stream-interval", str(args.stream_interval)]
     if shutil.which("taskset") and os.cpu_count() and os.cpu_count() >= 2:
         argv = ["taskset", "-c", "0", *argv]
         os.sched_setaffinity(0, {1})
@@ -80,17 +85,25 @@ async def main_async(args: argparse.Namespace) -> None:
             stop = asyncio.Event()
             tasks = [asyncio.create_task(one_stream(session, base + "/v1/chat/completions", i, counts, stop))
                      for i in range(args.streams)]
+            # measure only once every stream is decoding: 2,000 prompts arriving at once take the
+            # simulated prefill several seconds (prefill runs before decode), a fixed warm-up cut into it
+            deadline = time.monotonic() + 120
+            while min(counts) < 2 and time.monotonic() < deadline:  # the role chunk, then a token
+                await asyncio.sleep(0.5)
             await asyncio.sleep(args.warmup)
             proc = psutil.Process(twin.pid)
             proc.cpu_percent(None)
             flowing_every_second = set(range(args.streams))
+            model = CostModel(H200, DEEPSEEK_V4_PRO, 8, SpeculativeConfig())
+            per_stream_tps = decode_tokens_per_s(model, args.streams, 150)
+            window_s = max(1.0, 1.5 * args.stream_interval / per_stream_tps)
             start_counts = list(counts)
             async with session.get(base + "/metrics") as r:
                 metrics0 = await r.text()
             t0 = time.monotonic()
             prev = list(counts)
-            for _ in range(int(args.seconds)):
-                await asyncio.sleep(1.0)
+            for _ in range(max(1, int(args.seconds / window_s))):
+                await asyncio.sleep(window_s)
                 now = list(counts)
                 flowing_every_second &= {i for i in range(args.streams) if now[i] > prev[i]}
                 prev = now
@@ -110,26 +123,29 @@ async def main_async(args: argparse.Namespace) -> None:
     chunks = sum(counts) - sum(start_counts)
     generated = values["sglang:generation_tokens_total"] - values0["sglang:generation_tokens_total"]
     # reference: what the cost model says this batch decodes at (no speculative flags here)
-    model = CostModel(H200, DEEPSEEK_V4_PRO, 8, SpeculativeConfig())
-    expected = decode_tokens_per_s(model, args.streams, 150) * args.streams
+    expected = per_stream_tps * args.streams
     received = chunks / elapsed
     tokens_per_s = generated / elapsed
     ratio = tokens_per_s / expected
-    print(f"streams             {args.streams}")
-    print(f"flowing every second {len(flowing_every_second)}")
+    per_core = tokens_per_s / max(0.01, twin_cpu / 100.0)
+    print(f"streams             {args.streams}  (stream interval {args.stream_interval})")
+    print(f"flowing every {window_s:.1f} s  {len(flowing_every_second)}")
     print(f"chunks/s received   {received:,.0f}  (several tokens per chunk when a stream's writer lags)")
     print(f"tokens/s generated  {tokens_per_s:,.0f}  (twin's own counter)")
     print(f"model tokens/s      {expected:,.0f}  (cost model, batch {args.streams})")
     print(f"twin CPU            {twin_cpu:.0f} %")
     print(f"twin step lag       {values.get('agentperf_twin:step_lag_seconds', float('nan')) * 1000:.1f} ms (last)")
-    print(f"streams={args.streams} flowing={len(flowing_every_second)} ratio={ratio:.2f} twin_cpu_pct={twin_cpu:.0f}")
+    print(f"tokens per twin core {per_core:,.0f} tok/s")
+    print(f"streams={args.streams} flowing={len(flowing_every_second)} ratio={ratio:.2f} twin_cpu_pct={twin_cpu:.0f} "
+          f"tokens_per_twin_core_s={per_core:.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--warmup", type=float, default=3, help="seconds after every stream got its first token")
+    parser.add_argument("--stream-interval", type=int, default=1, help="the twin's --stream-interval (SGLang's)")
     asyncio.run(main_async(parser.parse_args()))
 
 
