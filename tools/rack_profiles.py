@@ -81,6 +81,12 @@ def router_argv(flags: list[str]) -> list[str]:
 
 
 # ---- NVIDIA srt-slurm 8p1d DEP4/DEP8 MTP, laid out over the whole rack ---------------------------
+SRT_ENV = {**MOONCAKE_ENV,  # both roles' environment in the recipe; each role adds its own below
+           "SGLANG_JIT_DEEPGEMM_FAST_WARMUP": "1",
+           "SGLANG_OPT_SWA_SPLIT_LEAF_ON_INSERT": "1", "SGLANG_OPT_SWA_EVICT_DROP_PAGE_MARGIN": "1",
+           "SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW": "1",
+           "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_FP4_ACTS": "1", "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_MXF4_KIND": "1",
+           "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT": "100000", "SGLANG_DISAGGREGATION_WAITING_TIMEOUT": "100000"}
 PREFILL_8P1D = Role(
     "prefill", workers=8, trays_per_worker=1, first_port=30001,
     flags=["--disaggregation-mode", "prefill", "--disaggregation-transfer-backend", "mooncake",
@@ -88,14 +94,9 @@ PREFILL_8P1D = Role(
            "--moe-a2a-backend", "megamoe",
            "--mem-fraction-static", "0.9", "--max-running-requests", "1024", "--cuda-graph-max-bs", "1024",
            "--chunked-prefill-size", "32768", "--stream-interval", "60"],
-    env={**MOONCAKE_ENV,
-         "SGLANG_JIT_DEEPGEMM_FAST_WARMUP": "1",
-         "SGLANG_OPT_SWA_SPLIT_LEAF_ON_INSERT": "1", "SGLANG_OPT_SWA_EVICT_DROP_PAGE_MARGIN": "1",
-         "SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW": "1",
+    env={**SRT_ENV,
          "SGLANG_OPT_USE_CUSTOM_ALL_REDUCE_V2": "1",  # single-tray workers only (the recipe: corrupts across nodes)
-         "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK": "9216",  # > chunk 32768 / 4 ranks = 8192
-         "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_FP4_ACTS": "1", "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_MXF4_KIND": "1",
-         "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT": "100000", "SGLANG_DISAGGREGATION_WAITING_TIMEOUT": "100000"},
+         "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK": "9216"},  # > chunk 32768 / 4 ranks = 8192
 )
 DECODE_8P1D = Role(
     "decode", workers=5, trays_per_worker=2, first_port=30011,
@@ -106,13 +107,7 @@ DECODE_8P1D = Role(
            "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "2",
            "--mem-fraction-static", "0.85", "--max-running-requests", "8192", "--cuda-graph-max-bs", "1280",
            "--swa-full-tokens-ratio", "0.1", "--stream-interval", "60"],
-    env={**MOONCAKE_ENV,
-         "SGLANG_JIT_DEEPGEMM_FAST_WARMUP": "1",
-         "SGLANG_OPT_SWA_SPLIT_LEAF_ON_INSERT": "1", "SGLANG_OPT_SWA_EVICT_DROP_PAGE_MARGIN": "1",
-         "SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW": "1",
-         "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK": "4096",
-         "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_FP4_ACTS": "1", "SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_MXF4_KIND": "1",
-         "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT": "100000", "SGLANG_DISAGGREGATION_WAITING_TIMEOUT": "100000"},
+    env={**SRT_ENV, "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK": "4096"},
 )
 GB300_HEADER = f"""\
 Real SGLang on a GB300 NVL72 rack (18 compute trays x 4 B300 GPUs = 72 GPUs, one NVLink domain),
