@@ -177,12 +177,22 @@ env = { HF_TOKEN = "hf-3", MY_PASSWORD = "pw", PLAIN = "ok" }
 
 @pytest.mark.parametrize(("name", "secret"), [
     ("HF_TOKEN", True), ("OPENAI_API_KEY", True), ("APIKEY", True), ("AWS_SECRET_ACCESS_KEY", True),
-    ("DB_PASSWORD", True), ("token", True),
-    ("SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK", False), ("KEYBOARD", False), ("MONKEY", False),
+    ("DB_PASSWORD", True), ("token", True), ("NGROK_AUTHTOKEN", True), ("CLIENTSECRET", True),
+    ("PRIVATEKEY", True), ("MINIO_SECRETKEY", True), ("DB_PASS", True),
+    ("SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK", False), ("SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION", False),
+    ("NCCL_MNNVL_ENABLE", False), ("SGLANG_OPT_DEEPGEMM_MEGA_MOE_USE_FP4_ACTS", False),
 ])
-def test_secret_env_names_are_whole_words(name: str, secret: bool) -> None:
-    """A capacity setting such as ..._MAX_TOKENS_PER_RANK is shown; a token is not."""
+def test_secret_env_names(name: str, secret: bool) -> None:
+    """A capacity setting such as ..._MAX_TOKENS_PER_RANK is shown; anything token-, key- or secret-like is not."""
     assert is_secret(name) is secret
+
+
+def test_dp_attention_respelled_in_both_argv_forms() -> None:
+    from agentperf_tui.server.launch_plan import attn_dp_spelling
+
+    assert attn_dp_spelling(["--tp", "8", "--dp", "8", "--enable-dp-attention"]) == ["--tp", "8", "--attn-dp-size", "8"]
+    assert attn_dp_spelling(["--tp", "8", "--dp-size=4", "--enable-dp-attention"]) == ["--tp", "8", "--attn-dp-size", "4"]
+    assert attn_dp_spelling(["--tp", "8", "--dp", "8"]) == ["--tp", "8", "--dp", "8"]  # DP replicas stay
 
 
 def test_list_placeholders_repeat_the_flag_or_expand_or_join() -> None:

@@ -284,3 +284,20 @@ def test_pd_request_counters_are_not_counted_twice() -> None:
     assert m.prompt_tokens_total == 1000  # not 2000
     assert m.cached_tokens_total == 800  # the prefill side's cache
     assert m.running_reqs == 8  # scheduler state: both machines' requests
+
+
+def test_pd_side_missing_leaves_its_fields_unknown_not_the_other_sides() -> None:
+    """Decode workers silent this scrape: generation/TTFT totals are None, never the prefill side's."""
+    from agentperf_tui.telemetry.sglang_metrics import parse_sglang_sources
+
+    prefill = ('# TYPE sglang:generation_tokens counter\nsglang:generation_tokens_total{engine_type="prefill",'
+               'model_name="m"} 100\n# TYPE sglang:cached_tokens counter\nsglang:cached_tokens_total{'
+               'engine_type="prefill",model_name="m"} 70\n')
+    unified = ('# TYPE sglang:generation_tokens counter\nsglang:generation_tokens_total{engine_type="unified",'
+               'model_name="m"} 2500\n')
+    m = parse_sglang_sources([("p", prefill)], t_s=0.0, sources_total=2)
+    assert m.generation_tokens_total is None and m.cached_tokens_total == 70 and m.sources_ok == 1
+    # a unified worker beside a PD pair counts on both sides
+    decode = prefill.replace('"prefill"', '"decode"').replace(" 100\n", " 5000\n")
+    m = parse_sglang_sources([("p", prefill), ("d", decode), ("u", unified)], t_s=0.0)
+    assert m.generation_tokens_total == 5000 + 2500

@@ -31,9 +31,10 @@ from pathlib import Path
 from agentperf_tui.profile import PLACEHOLDER_RE, ProcessSpec, Profile
 
 LIST_PLACEHOLDERS = ("prefill_urls", "decode_urls")
-# Whole words of an env var name: HF_TOKEN, OPENAI_API_KEY, DB_PASSWORD - but not
-# SGLANG_..._NUM_MAX_TOKENS_PER_RANK (a capacity, which the plan must show).
-SECRET_RE = re.compile(r"(^|_)(API)?(KEY|TOKEN|SECRET|PASSWORD|PASSWD)(_|$)", re.IGNORECASE)
+# Anywhere in an env var name (HF_TOKEN, NGROK_AUTHTOKEN, PRIVATEKEY, DB_PASS...) - except the
+# plural TOKENS: SGLANG_..._NUM_MAX_TOKENS_PER_RANK is a capacity, which the plan must show.
+# Masking too much is safe; too little is not.
+SECRET_RE = re.compile(r"KEY|TOKEN(?!S)|SECRET|PASSW|(^|_)PASS($|_)", re.IGNORECASE)
 # Flags are matched on their last word only: --api-key, --hf-token (not --speculative-num-draft-tokens).
 SECRET_FLAG_RE = re.compile(r"(^|[-_])(key|token|secret|password)$", re.IGNORECASE)
 MASK = "***"
@@ -54,7 +55,7 @@ class LaunchCommand:
 
 
 def is_secret(name: str) -> bool:
-    """An env var name whose value must never be printed (has a word KEY/TOKEN/SECRET/PASSWORD)."""
+    """An env var name whose value must never be printed (KEY/TOKEN/SECRET/PASSW in it; not TOKENS)."""
     return bool(SECRET_RE.search(name))
 
 
@@ -160,11 +161,14 @@ def attn_dp_spelling(argv: list[str]) -> list[str]:
         return argv
     out = list(argv)
     size = "1"
-    for flag in DP_FLAGS:
-        if flag in out:
-            i = out.index(flag)
+    for i, arg in enumerate(out):
+        if arg in DP_FLAGS and i + 1 < len(out):
             size = out[i + 1]
             del out[i:i + 2]
+            break
+        if arg.split("=", 1)[0] in DP_FLAGS and "=" in arg:
+            size = arg.split("=", 1)[1]
+            del out[i]
             break
     i = out.index("--enable-dp-attention")
     out[i:i + 1] = ["--attn-dp-size", size]
@@ -191,7 +195,8 @@ def sglang_version(profile: Profile, python: str = sys.executable) -> str:
     sglang installed for this interpreter when the workers run under it, else "" (unknown)."""
     if profile.server.sglang_version:
         return profile.server.sglang_version
-    local = [p for p in profile.processes if p.launcher == "local" and is_sglang_server(p.argv)]
+    local = [p for p in profile.processes if p.launcher == "local" and is_sglang_server(p.argv)
+             and p.argv[:1] == ["{python}"]]  # run by this interpreter: its installed sglang is theirs
     if local and python == sys.executable:
         try:
             return importlib.metadata.version("sglang")

@@ -37,6 +37,9 @@ VOLATILE_KEYS = frozenset(
         "random_seed",  # SGLang 0.5.23 draws a new one at every launch when none is set
         "max_total_num_tokens",
         "unknown_args",
+        "launch_command",  # the command line: carries the ports chosen at launch (the args themselves count)
+        "version",  # a server's own; the fingerprint is of its configuration
+        "frontend",
     }
 )
 

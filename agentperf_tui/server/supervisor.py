@@ -56,7 +56,8 @@ def missing_module_check(command: LaunchCommand, python: str) -> None:
     failure this prevents.) Only this interpreter is checked: a tray's python3 is not ours to see.
     """
     argv = command.argv
-    if command.launcher != "local" or len(argv) < 3 or argv[0] != python or argv[1] != "-m":
+    if (command.launcher != "local" or len(argv) < 3 or argv[0] != python or argv[1] != "-m"
+            or python != sys.executable):  # find_spec answers for this interpreter only
         return
     top = argv[2].split(".")[0]
     if importlib.util.find_spec(top) is None:
@@ -197,6 +198,7 @@ class Supervisor:
         _LIVE.add(self)
         for command in self.commands:
             missing_module_check(command, self.python)
+        started = time.monotonic()
         workers = [c for c in self.commands if c.role != "router"]
         routers = [c for c in self.commands if c.role == "router"]
         for command in workers:
@@ -206,15 +208,21 @@ class Supervisor:
             # the router starts only once every worker it is given answers: a router started first
             # marks slow-loading workers failed (its start-up timeout) or serves errors meanwhile
             self.on_progress(f"waiting for {len(worker_urls)} workers before starting the router")
-            await self._until_ready(asyncio.gather(*(
-                wait_ready(url, server.model, server.ready_timeout_s,
-                           lambda msg, url=url: self.on_progress(f"{url}: {msg}"), api_key=self.api_key)
-                for url in worker_urls)))
+            checks = [asyncio.ensure_future(wait_ready(
+                url, server.model, server.ready_timeout_s,
+                lambda msg, url=url: self.on_progress(f"{url}: {msg}"), api_key=self.api_key)) for url in worker_urls]
+            try:
+                await self._until_ready(asyncio.gather(*checks))
+            finally:  # one failed or a worker exited: the other checks stop polling too
+                for check in checks:
+                    check.cancel()
+                await asyncio.gather(*checks, return_exceptions=True)
             self.on_progress(f"all {len(worker_urls)} workers ready")
         for command in routers:
             await self._spawn(command)
+        left_s = max(1.0, server.ready_timeout_s - (time.monotonic() - started))  # one budget for the whole start
         self.served_model = await self._until_ready(
-            wait_ready(self.base_url, server.model, server.ready_timeout_s, self.on_progress, api_key=self.api_key))
+            wait_ready(self.base_url, server.model, left_s, self.on_progress, api_key=self.api_key))
 
     async def _until_ready(self, waiting: Awaitable[T]) -> T:
         """Await ``waiting`` unless a launched process exits first (then ServerExited, naming it)."""

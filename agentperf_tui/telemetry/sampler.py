@@ -281,9 +281,11 @@ class TelemetrySampler:
             # a worker counts as answered only when every one of its nodes did
             missing = {w for (w, _), samples in results if samples is None}
             parsed = [(w, samples) for (w, _), samples in results if samples is not None and w not in missing]
+            total = len(self.sglang_metrics_sources)
             if parsed:
-                self._emit(merge_worker_samples(parsed, time.monotonic(),
-                                                sources_total=len(self.sglang_metrics_sources)))
+                self._emit(merge_worker_samples(parsed, time.monotonic(), sources_total=total))
+            else:  # nobody answered: say so (an old sample would keep showing stale figures as current)
+                self._emit(ServerMetrics(t_s=time.monotonic(), sources_ok=0, sources_total=total))
         if self._host is not None:
             try:
                 sample = await asyncio.to_thread(self._host.sample)

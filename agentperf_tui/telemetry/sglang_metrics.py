@@ -202,8 +202,13 @@ def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, 
         for kind in engine_types
     }
     total = _metrics_from(_Index(samples), t_s, by_engine=by_engine, **extra)
-    if "prefill" in by_engine and "decode" in by_engine:
-        prefill, decode = by_engine["prefill"], by_engine["decode"]
+    if "prefill" in by_engine or "decode" in by_engine:
+        # a PD deployment, even when one side did not answer this scrape: its fields are then None
+        # (never silently the other side's); unified workers beside it count on both sides
+        def side(kinds: tuple[str, ...]) -> ServerMetrics:
+            return _metrics_from(_Index([x for x in samples if x[1].get("engine_type") in kinds]), t_s)
+
+        decode, prefill = side(("decode", "unified")), side(("prefill", "unified"))
         total = dataclasses.replace(total, **{f: getattr(decode, f) for f in _PD_FROM_DECODE},
                                     **{f: getattr(prefill, f) for f in _PD_FROM_PREFILL})
     return total

@@ -6,7 +6,6 @@ prometheus_client's own exposition code, so the text is valid Prometheus by cons
 
 from __future__ import annotations
 
-import bisect
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -20,42 +19,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentperf_tui.twin.scheduler import Cluster
-
-# SGLang 0.5.23's bucket bounds (observability/metrics_collector.py; conformance_data/sglang-0.5.23.json)
-TTFT_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
-ITL_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2,
-               0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
-E2E_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 1200, 1800, 2400)
-KV_TRANSFER_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-KV_TRANSFER_GB_S_BUCKETS = (0.1, 0.5, 1, 5, 10, 25, 50, 100, 200, 400)
-QUEUE_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80,
-                 90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1600, 1800, 2000, 2500, 3000)
-
-
-class Histogram:
-    """Cumulative bucket counts fed from a list the scheduler appends to."""
-
-    def __init__(self, buckets: Sequence[float]):
-        self.bounds = tuple(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def drain(self, values: list) -> None:
-        """Observe every value (a float, or a (value, times) pair: one value observed many times)."""
-        for item in values:
-            value, times = item if isinstance(item, tuple) else (item, 1)
-            self.counts[bisect.bisect_left(self.bounds, value)] += times
-            self.total += value * times
-        values.clear()
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            out.append((repr(float(bound)), running))
-        out.append(("+Inf", running + self.counts[-1]))
-        return out
-
 
 ENGINE_TYPE = {"mixed": "unified", "prefill": "prefill", "decode": "decode"}
 #: Per-scheduler labels as SGLang 0.5.23 writes them (observability/metrics_collector.py), plus
@@ -78,17 +41,11 @@ class SGLangCollector(Collector):
         self.cluster = cluster
         self.model_name = model_name
         self.spec_enabled = spec_enabled
-        self.hist = {
-            "time_to_first_token_seconds": (Histogram(TTFT_BUCKETS), cluster.stats.ttft),
-            "inter_token_latency_seconds": (Histogram(ITL_BUCKETS), cluster.stats.itl),
-            "e2e_request_latency_seconds": (Histogram(E2E_BUCKETS), cluster.stats.e2e),
-            "queue_time_seconds": (Histogram(QUEUE_BUCKETS), cluster.stats.queue_time),
-        }
+        stats = cluster.stats
+        self.hist = {"time_to_first_token_seconds": stats.ttft, "inter_token_latency_seconds": stats.itl,
+                     "e2e_request_latency_seconds": stats.e2e, "queue_time_seconds": stats.queue_time}
         # KV transfer is the prefill side's to report (SGLang observes it where the KV is sent)
-        self.kv_hist = {
-            "kv_transfer_latency_ms": (Histogram(KV_TRANSFER_MS_BUCKETS), cluster.stats.kv_transfer_ms),
-            "kv_transfer_speed_gb_s": (Histogram(KV_TRANSFER_GB_S_BUCKETS), cluster.stats.kv_transfer_gb_s),
-        }
+        self.kv_hist = {"kv_transfer_latency_ms": stats.kv_transfer_ms, "kv_transfer_speed_gb_s": stats.kv_transfer_gb_s}
         counts: dict[str, int] = {}
         self.engine_labels = []
         for engine in cluster.engines:
@@ -167,14 +124,12 @@ class SGLangCollector(Collector):
         yield self._request_counter("num_aborted_requests", "Number of requests aborted.",
                                     {k: (s.aborted_total if k == last else 0) for k in front})
         if self.pd:
-            for name, (hist, source) in self.kv_hist.items():
-                hist.drain(source)
+            for name, hist in self.kv_hist.items():
                 h = HistogramMetricFamily(f"sglang:{name}", f"Histogram of {name.replace('_', ' ')}.",
                                           labels=["model_name", "engine_type", "tp_rank", "pp_rank", "moe_ep_rank"])
                 h.add_metric([self.model_name, "prefill", "0", "0", "0"], hist.buckets(), hist.total)
                 yield h
-        for name, (hist, source) in self.hist.items():
-            hist.drain(source)
+        for name, hist in self.hist.items():
             kind = front[0] if name == "queue_time_seconds" else last
             h = HistogramMetricFamily(f"sglang:{name}", f"Histogram of {name.replace('_', ' ')}.",
                                       labels=REQUEST_LABELS)

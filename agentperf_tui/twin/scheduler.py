@@ -20,6 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agentperf_tui.twin.costmodel import CostModel, StepCost
+from agentperf_tui.twin.histogram import (
+    E2E_BUCKETS,
+    ITL_BUCKETS,
+    KV_TRANSFER_GB_S_BUCKETS,
+    KV_TRANSFER_MS_BUCKETS,
+    QUEUE_BUCKETS,
+    TTFT_BUCKETS,
+    Histogram,
+)
 from agentperf_tui.twin.prefix_cache import PrefixCache
 
 KV_REFRESH_TOKENS = 64  # recompute a request's per-step KV read cost every this many tokens
@@ -31,7 +40,7 @@ class TwinRequest:
     """One generation request moving through queue -> prefill -> decode -> finished."""
 
     __slots__ = (
-        "rid", "chain", "prompt_tokens", "cached_tokens", "target_tokens", "route_key",
+        "rid", "chain", "prompt_tokens", "cached_tokens", "t_last_token", "target_tokens", "route_key",
         "prefilled", "context", "generated", "pending", "finished", "finish_reason", "aborted",
         "waiter", "t_arrival", "t_admitted", "t_first_token", "t_finished", "kv_read",
         "attn_flops", "kv_ctx", "engine", "reserved",
@@ -56,6 +65,7 @@ class TwinRequest:
         self.t_arrival = time.monotonic()
         self.t_admitted = 0.0
         self.t_first_token = 0.0
+        self.t_last_token = 0.0
         self.t_finished = 0.0
         self.kv_read = 0.0
         self.attn_flops = 0.0
@@ -102,12 +112,12 @@ class ClusterStats:
     step_lag_s: float = 0.0  # how far the twin's own clock fell behind (honesty about the twin)
     dropped_s: float = 0.0  # simulated time dropped because the process could not keep up
     recent_gen: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
-    ttft: list[float] = field(default_factory=list)
-    itl: list[tuple[float, int]] = field(default_factory=list)  # (seconds per token, tokens observed)
-    e2e: list[float] = field(default_factory=list)
-    queue_time: list[float] = field(default_factory=list)
-    kv_transfer_ms: list[float] = field(default_factory=list)  # PD: per request, as SGLang's kv_transfer_latency_ms
-    kv_transfer_gb_s: list[float] = field(default_factory=list)  # PD: per request, kv_transfer_speed_gb_s
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))  # once per token
+    e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
+    queue_time: Histogram = field(default_factory=lambda: Histogram(QUEUE_BUCKETS))
+    kv_transfer_ms: Histogram = field(default_factory=lambda: Histogram(KV_TRANSFER_MS_BUCKETS))  # PD, per request
+    kv_transfer_gb_s: Histogram = field(default_factory=lambda: Histogram(KV_TRANSFER_GB_S_BUCKETS))
 
 
 class Engine:
@@ -194,7 +204,7 @@ class Engine:
             elif self.running:
                 cost = self._plan_decode()
                 await self._sleep(cost)
-                self._advance_decode(cost.duration_s)
+                self._advance_decode()
             else:
                 self._wake = loop.create_future()
                 try:
@@ -291,15 +301,15 @@ class Engine:
             stats.prompt_tokens_total += req.prompt_tokens
             stats.cached_tokens_total += req.cached_tokens
             # the prefill forward pass yields the first output token
-            req.t_first_token = now
+            req.t_first_token = req.t_last_token = now
             req.generated = 1
             req.pending += 1
             req.context = req.prompt_tokens + 1
             stats.generation_tokens_total += 1
             stats.recent_gen.append((now, 1))
             self.recent_gen.append((now, 1))
-            stats.ttft.append(now - req.t_arrival)
-            stats.queue_time.append(req.t_admitted - req.t_arrival)
+            stats.ttft.observe(now - req.t_arrival)
+            stats.queue_time.observe(req.t_admitted - req.t_arrival)
             if req.generated >= req.target_tokens:
                 self._release(req)
                 self._complete(req, now)
@@ -325,11 +335,12 @@ class Engine:
             contexts += req.context
         return self.cost.decode_step(len(self.running), kv, attn, contexts)
 
-    def _advance_decode(self, step_s: float) -> None:
-        """One decode (verify) step of ``step_s``: every running request gains 1 + accepted drafts.
+    def _advance_decode(self) -> None:
+        """One decode (verify) step: every running request gains 1 + accepted drafts.
 
-        Inter-token latency is observed once per generated token, as SGLang does: a request that
-        got n tokens from this step observes step_s / n, n times (kept as (value, count) pairs).
+        Inter-token latency is observed once per generated token, as SGLang's tokenizer does per
+        chunk: a request that got n tokens observes (time since its previous tokens) / n, n times -
+        so prefill steps that stalled its decode count, as they do on a real server.
         """
         now = time.monotonic()
         spec = self.cost.spec
@@ -340,7 +351,6 @@ class Engine:
         stats = self.cluster.stats
         emitted = 0
         batch = len(self.running)
-        per_n: dict[int, int] = {}  # tokens this step -> requests that got that many
         still: list[TwinRequest] = []
         for req in self.running:
             if req.finished:
@@ -358,7 +368,8 @@ class Engine:
             req.pending += n
             req.context += n
             emitted += n
-            per_n[n] = per_n.get(n, 0) + 1
+            stats.itl.observe((now - req.t_last_token) / n, n)
+            req.t_last_token = now
             if req.generated >= req.target_tokens:
                 self._release(req)
                 self._complete(req, now)
@@ -374,7 +385,6 @@ class Engine:
         stats.generation_tokens_total += emitted
         stats.recent_gen.append((now, emitted))
         self.recent_gen.append((now, emitted))
-        stats.itl.extend((step_s / n, n * count) for n, count in per_n.items())
 
     def _release(self, req: TwinRequest) -> None:
         self.kv_used -= req.reserved
@@ -386,7 +396,7 @@ class Engine:
         req.t_finished = now
         stats = self.cluster.stats
         stats.requests_total += 1
-        stats.e2e.append(now - req.t_arrival)
+        stats.e2e.observe(now - req.t_arrival)
 
     # -- power -------------------------------------------------------------------------------
     def _account_energy(self, now: float, cost: StepCost) -> None:
@@ -445,8 +455,8 @@ class Cluster:
         target = min(self.decode_stage, key=lambda e: e.active + e.queued + e.kv_receiving)
         source = req.engine
         delay = target.cost.kv_transfer_s(req.context)
-        self.stats.kv_transfer_ms.append(delay * 1000.0)
-        self.stats.kv_transfer_gb_s.append(target.cost.kv_transfer_bytes(req.context) / delay / 1e9)
+        self.stats.kv_transfer_ms.observe(delay * 1000.0)
+        self.stats.kv_transfer_gb_s.observe(target.cost.kv_transfer_bytes(req.context) / delay / 1e9)
         target.kv_receiving += 1
         if source is not None:
             source.kv_sending += 1

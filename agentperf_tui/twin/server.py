@@ -47,6 +47,19 @@ def error_response(status: int, message: str, err_type: str = "BadRequestError",
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+def masked_argv(argv: list[str]) -> list[str]:
+    """The command line with the ``--api-key`` value hidden (it is served in /server_info)."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--api-key":
+            out.append("***")
+        elif arg.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(arg)
+    return out
+
+
 def prompt_chain(messages: list[Any], tools: Any, counter: PromptTokenCounter | None = None
                  ) -> tuple[list[tuple[int, int]], int, int]:
     """(chain of (node hash, cumulative tokens), prompt tokens, routing key) for a chat prompt.
@@ -325,7 +338,7 @@ class TwinServer:
         } for e in self.cluster.engines]
         body = {
             **self.server_args(),
-            "launch_command": " ".join(["python", "-m", "agentperf_tui.twin", *self.argv]),
+            "launch_command": " ".join(["python", "-m", "agentperf_tui.twin", *masked_argv(self.argv)]),
             "status": "ready",
             "max_total_num_tokens": self.cluster.kv_capacity_tokens,
             "max_req_input_len": self.context_length - 1,

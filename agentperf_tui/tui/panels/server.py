@@ -40,7 +40,8 @@ class ServerPanel(Static):
                          + (" (totals partial)[/]" if partial else ""))
         if len(s.engines) > 1:  # PD disaggregation: prefill and decode are different machines' work
             lines += [engine_line(e) for e in s.engines]
-            lines.append(f"KV usage {fmt.pct(s.token_usage)} of {fmt.tokens(s.max_total_tokens)} tok (all workers)")
+            lines.append(f"KV usage {fmt.pct(s.token_usage)} (mean of the workers') of {fmt.tokens(s.max_total_tokens)} tok"
+                         " (all workers)")
         else:
             lines += [
                 f"running {fmt.num(s.running_reqs, '.0f')} req   queued {fmt.num(s.queued_reqs, '.0f')} req",
