@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agentperf_tui.twin.server import prompt_chain
@@ -63,3 +64,20 @@ def test_estimate_mode_says_it_estimates() -> None:
     counter = PromptTokenCounter("estimate")
     assert not counter.exact and "estimate" in counter.name
     assert counter.text_tokens("x" * 40) == 10
+
+
+@needs_tokenizer
+def test_synthetic_workload_token_counts_are_deepseek_v4_tokens() -> None:
+    """The synthetic workload is sized with the 4-characters estimate; its filler is built to cost
+    exactly that under DeepSeek V4's tokenizer, so AA-shaped contexts stay AA-shaped for the twin."""
+    from agentperf_tui.tokens import estimate_prompt_tokens
+    from agentperf_tui.workload.synthetic import _block, generate_synthetic
+
+    block = _block()
+    assert len(block) / REAL.text_tokens(block) == pytest.approx(4.0, rel=0.03)
+    workload = generate_synthetic(6, 3)
+    for trajectory in workload.trajectories:
+        turn = trajectory.turns[-1]
+        planned = estimate_prompt_tokens(turn.messages, len(orjson.dumps(turn.tools)))
+        _, real, _ = prompt_chain(list(turn.messages), turn.tools, REAL)
+        assert real == pytest.approx(planned, rel=0.06), (real, planned)
