@@ -237,3 +237,24 @@ def test_mtp_acceptance_follows_deepseek_v4_measured_accept_lengths(steps: int, 
                               "--speculative-num-steps", str(steps), "--speculative-num-draft-tokens", str(draft),
                               "--mtp-acceptance", "0.5"])
     assert TwinServer(forced).spec.acceptance == 0.5
+
+
+@pytest.mark.parametrize(("routing", "hits_low", "hits_high"), [("sglang", 2, 14), ("sticky", 24, 24)])
+async def test_dp_rank_routing_decides_prefix_reuse_on_a_dp_attention_prefill_worker(routing, hits_low, hits_high):
+    """A DP4 prefill worker keeps one radix cache per DP rank. SGLang picks the rank as
+    bootstrap_room % 4 with a random room, so a conversation's next turn meets its cached prefix
+    about 1 time in 4; a DP-aware router (sticky) keeps it on its rank every time."""
+    config = parse_twin_args(["--hardware", "gb300-nvl72", "--tp", "8", "--attn-dp-size", "8", "--prefill-gpus", "4",
+                              "--prefill-tp", "4", "--enable-cache-report", "--dp-routing", routing])
+    server = TwinServer(config)
+    assert server.cluster.first_stage[0].dp_ranks == 4
+    hits = 0
+    async with TestClient(TestServer(server.app())) as client:
+        for i in range(24):
+            history = [{"role": "system", "content": f"agent {i} " + "You are a coding agent. " * 300},
+                       {"role": "user", "content": f"Fix bug {i}. " * 100}]
+            await timed_stream(client, history, 4)
+            second = await timed_stream(client, history + [{"role": "assistant", "content": "ok"},
+                                                           {"role": "tool", "content": "done"}], 4)
+            hits += second["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    assert hits_low <= hits <= hits_high, hits

@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--reasoning-share", type=float, default=0.5,
                     help="share of output tokens streamed as reasoning when thinking is requested")
     tw.add_argument("--seed", type=int, default=0)
+    tw.add_argument("--dp-routing", choices=("sglang", "sticky"), default="sglang",
+                    help="with attention DP, which DP rank's radix cache a prompt meets: SGLang's own choice "
+                         "(PD prefill: the router's random bootstrap_room %% dp; otherwise round robin) or "
+                         "'sticky', a DP-aware router keeping each conversation on one rank")
     tw.add_argument("--tokenizer", choices=("auto", "deepseek-v4", "estimate"), default="auto",
                     help="prompt token counts: DeepSeek V4's tokenizer and chat template (auto: when installed) "
                          "or the 4-characters-per-token estimate")

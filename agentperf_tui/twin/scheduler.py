@@ -40,7 +40,7 @@ class TwinRequest:
     """One generation request moving through queue -> prefill -> decode -> finished."""
 
     __slots__ = (
-        "rid", "chain", "prompt_tokens", "cached_tokens", "t_last_token", "target_tokens", "route_key",
+        "rid", "chain", "prompt_tokens", "cached_tokens", "t_last_token", "dp_rank", "target_tokens", "route_key",
         "prefilled", "context", "generated", "pending", "finished", "finish_reason", "aborted",
         "waiter", "t_arrival", "t_admitted", "t_first_token", "t_finished", "kv_read",
         "attn_flops", "kv_ctx", "engine", "reserved",
@@ -66,6 +66,7 @@ class TwinRequest:
         self.t_admitted = 0.0
         self.t_first_token = 0.0
         self.t_last_token = 0.0
+        self.dp_rank = 0  # the DP rank whose cache the prompt was matched against
         self.t_finished = 0.0
         self.kv_read = 0.0
         self.attn_flops = 0.0
@@ -121,11 +122,20 @@ class ClusterStats:
 
 
 class Engine:
-    """One scheduler over one TP group: its own KV pool, prefix cache and step loop."""
+    """One worker: its KV pool, its prefix cache(s) and step loop.
+
+    With attention DP (``dp_ranks`` > 1) each DP rank has its own radix cache over its share of
+    the pool, and a prompt is matched only against the cache of the rank it lands on. The rank is
+    chosen as SGLang 0.5.23 chooses it (``dp_routing="sglang"``): on a PD prefill worker
+    ``bootstrap_room % dp`` (data_parallel_controller.follow_bootstrap_room_scheduler, the PD
+    prefill default) with the room the router draws at random, else round robin (the default
+    load-balance method) - so consecutive turns of one conversation land on different ranks'
+    caches. ``dp_routing="sticky"`` models a DP-aware router keeping a conversation on one rank.
+    """
 
     def __init__(self, index: int, role: str, cost: CostModel, kv_capacity_tokens: int,
                  max_running: int, chunked_prefill_size: int, stream_interval: int,
-                 cluster: Cluster, prefix_cache: bool = True):
+                 cluster: Cluster, prefix_cache: bool = True, dp_ranks: int = 1, dp_routing: str = "sglang"):
         self.index = index
         self.role = role  # "mixed" | "prefill" | "decode"
         self.cost = cost
@@ -134,7 +144,10 @@ class Engine:
         self.chunk = max(1, chunked_prefill_size)
         self.stream_interval = max(1, stream_interval)
         self.cluster = cluster
-        self.cache = PrefixCache(kv_capacity_tokens)
+        self.dp_ranks = max(1, dp_ranks)
+        self.dp_routing = dp_routing
+        self.caches = [PrefixCache(kv_capacity_tokens // self.dp_ranks) for _ in range(self.dp_ranks)]
+        self._round_robin = 0
         self.prefix_cache = prefix_cache  # False: --disable-radix-cache, every prompt is prefilled whole
         self.waiting: deque[TwinRequest] = deque()
         self.prefilling: list[TwinRequest] = []
@@ -246,15 +259,29 @@ class Engine:
             req.reserved = need
             self.kv_used += need
             req.t_admitted = time.monotonic()
-            self.cache.evict_to(self.kv_capacity_tokens - self.kv_used)
+            free_per_rank = (self.kv_capacity_tokens - self.kv_used) // self.dp_ranks
+            for cache in self.caches:
+                cache.evict_to(free_per_rank)
             if self.role == "decode":
                 req.context = req.prompt_tokens + req.generated
                 self.running.append(req)
             else:
-                matched = self.cache.match(req.chain) if self.prefix_cache else 0
+                req.dp_rank = self._dp_rank(req)
+                matched = self.caches[req.dp_rank].match(req.chain) if self.prefix_cache else 0
                 req.cached_tokens = min(matched, max(0, req.prompt_tokens - 1))
                 req.context = req.cached_tokens
                 self.prefilling.append(req)
+
+    def _dp_rank(self, req: TwinRequest) -> int:
+        """The DP rank (its radix cache) a prompt lands on; see the class docstring."""
+        if self.dp_ranks == 1:
+            return 0
+        if self.dp_routing == "sticky":
+            return req.route_key % self.dp_ranks
+        if self.role == "prefill":  # bootstrap_room % dp, the room drawn at random by the router
+            return self._rng.randrange(self.dp_ranks)
+        self._round_robin = (self._round_robin + 1) % self.dp_ranks
+        return self._round_robin
 
     def _plan_prefill(self) -> tuple[list[tuple[TwinRequest, int]], StepCost]:
         budget = self.chunk
@@ -297,7 +324,7 @@ class Engine:
                 continue
             self.prefilling.remove(req)
             if self.prefix_cache:
-                self.cache.insert(req.chain, self.kv_capacity_tokens - self.kv_used)
+                self.caches[req.dp_rank].insert(req.chain, (self.kv_capacity_tokens - self.kv_used) // self.dp_ranks)
             stats.prompt_tokens_total += req.prompt_tokens
             stats.cached_tokens_total += req.cached_tokens
             # the prefill forward pass yields the first output token
@@ -506,5 +533,6 @@ class Cluster:
         if self.running or self.queued:
             return False
         for engine in self.engines:
-            engine.cache.clear()
+            for cache in engine.caches:
+                cache.clear()
         return True

@@ -144,8 +144,11 @@ class TwinServer:
                 raise TwinConfigError(
                     f"--mem-fraction-static {args.mem_fraction_static}: {gpus} x {cfg.hardware.hbm_gb:g} GB "
                     f"cannot hold the {DEEPSEEK_V4_PRO.weight_bytes / 1e9:.0f} GB of weights")
+            # attention DP: one radix cache per DP rank (DP == TP in every recipe's DP-attention worker)
+            dp_ranks = min(args.dp, gpus) if args.enable_dp_attention else 1
             return Engine(index, role, cost, capacity, max_running, args.chunked_prefill_size,
-                          args.stream_interval, cluster, prefix_cache=not args.disable_radix_cache)
+                          args.stream_interval, cluster, prefix_cache=not args.disable_radix_cache,
+                          dp_ranks=dp_ranks, dp_routing=args.dp_routing)
 
         if cfg.prefill_engines:
             prefill = [engine(i, "prefill", cfg.prefill_engine_gpus) for i in range(cfg.prefill_engines)]
