@@ -111,14 +111,62 @@ def test_trace_file_alone_is_sniffed_as_aa_and_shares_message_objects():
 
 
 def test_manifest_skips_a_missing_trace_and_loads_the_rest(tmp_path: Path):
-    write_jsonl(tmp_path / "a.jsonl", chain(3, "a") + chain(2, "b"))
-    manifest = {"name": "m", "tasks": [{"task_id": "a", "trace": "a.jsonl"},
+    write_jsonl(tmp_path / "a.jsonl", chain(3, "a"))
+    write_jsonl(tmp_path / "b.jsonl", chain(2, "b"))
+    manifest = {"name": "m", "tasks": [{"task_id": "a", "trace": "a.jsonl"}, {"task_id": "b", "trace": "b.jsonl"},
                                        {"task_id": "gone", "trace": "traces/gone.jsonl"}]}  # fmt: skip
     (tmp_path / "manifest.json").write_bytes(orjson.dumps(manifest))
     w = load_workload(tmp_path / "manifest.json", seed=1)
     assert [t.trajectory_id for t in w.trajectories] == ["a", "b"]
     assert [t.turn_count for t in w.trajectories] == [3, 2]
     assert w.warnings == ("manifest.json: task 'gone': trace file traces/gone.jsonl not found",)
+
+
+@pytest.mark.parametrize(("change", "key", "message"), [
+    ({"model_calls": 4}, "tasks[0]: key 'model_calls'", "records 4 model calls but the trace has 3 rows"),
+    ({"tool_calls": 2}, "tasks[0]: key 'tool_calls'", "records 2 tool calls but the trace's recorded_tool_calls_after hold 0"),
+    ({"task_id": "other"}, "tasks[0]: key 'task_id'", "task 'other' but its trace's rows say 'a'"),
+    ({"trace": "../outside.jsonl"}, "tasks[0]: key 'trace'", "must stay within the manifest's folder"),
+    ({"trace": "/etc/passwd"}, "tasks[0]: key 'trace'", "must stay within the manifest's folder"),
+])
+def test_manifest_defects_are_refused_before_inference(tmp_path: Path, change: dict, key: str, message: str):
+    """AA's own pre-inference checks (agentperf_local replay/runner.py _prepare_tasks)."""
+    write_jsonl(tmp_path / "a.jsonl", chain(3, "a"))
+    manifest = {"version": 1, "mode": "single_user_agentic_replay",
+                "tasks": [{"task_id": "a", "trace": "a.jsonl", "model_calls": 3, "tool_calls": 0, **change}]}
+    (tmp_path / "m.json").write_bytes(orjson.dumps(manifest))
+    with pytest.raises(WorkloadError) as err:
+        load_manifest(tmp_path / "m.json")
+    assert f"m.json: {key}" in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(("top", "message"), [
+    ({"version": 2}, "key 'version' must be 1, got 2"),
+    ({"mode": "multi_user"}, "key 'mode' must be one of single_user_agentic_replay"),
+    ({"tasks": []}, "the manifest contains no tasks"),
+])
+def test_manifest_version_mode_and_empty_tasks_are_refused(tmp_path: Path, top: dict, message: str):
+    write_jsonl(tmp_path / "a.jsonl", chain(2, "a"))
+    manifest = {"tasks": [{"task_id": "a", "trace": "a.jsonl"}], **top}
+    (tmp_path / "m.json").write_bytes(orjson.dumps(manifest))
+    with pytest.raises(WorkloadError, match=message):
+        load_manifest(tmp_path / "m.json")
+
+
+def test_duplicate_task_is_refused_not_loaded_twice(tmp_path: Path):
+    write_jsonl(tmp_path / "a.jsonl", chain(2, "a"))
+    manifest = {"tasks": [{"task_id": "a", "trace": "a.jsonl"}, {"task_id": "a", "trace": "a.jsonl"}]}
+    (tmp_path / "m.json").write_bytes(orjson.dumps(manifest))
+    with pytest.raises(WorkloadError, match=r"tasks\[1\]: key 'task_id': duplicate task_id 'a'"):
+        load_manifest(tmp_path / "m.json")
+
+
+def test_max_output_tokens_caps_the_target_as_aa_does(tmp_path: Path):
+    rows = chain(3)
+    rows[0]["target_output_tokens"], rows[0]["max_output_tokens"] = 53, 10  # AA sends 10
+    rows[1]["target_output_tokens"] = 20_000  # above AA's run maximum of 16,384
+    (traj,), _ = load_trace(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert [t.target_output_tokens for t in traj.turns][:2] == [10, 16_384]
 
 
 def test_manifest_with_every_trace_missing_is_an_error(tmp_path: Path):

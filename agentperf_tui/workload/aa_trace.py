@@ -31,6 +31,9 @@ REQUIRED_KEYS = (
     "simulated_tool_delay_ms_after",
 )
 OUTPUT_KEYS = ("target_output_tokens", "recorded_completion_tokens", "max_output_tokens")
+RUN_MAX_OUTPUT_TOKENS = 16_384  # AA's run maximum (agentperf_local client/request.py DEFAULT_MAX_OUTPUT_TOKENS)
+FORMAT_VERSION = 1  # AA's manifest and trace format version (agentperf_local workload/schema.py)
+REPLAY_MODES = ("single_user_agentic_replay",)
 
 
 @dataclass(slots=True)
@@ -45,6 +48,7 @@ class _Call:
     tool_delay_s: float
     tools: tuple[dict[str, Any], ...] | None
     recorded_prompt_tokens: int | None
+    recorded_tool_calls: int = 0  # len(recorded_tool_calls_after): what AA's manifest tool_calls counts
 
 
 def _is_int(value: Any) -> bool:
@@ -52,14 +56,23 @@ def _is_int(value: Any) -> bool:
 
 
 def _output_tokens(row: dict[str, Any], where: str) -> int:
-    """The output length to force: the first present of OUTPUT_KEYS (0 is raised to 1)."""
+    """The output length to force, as AA's replay computes it (agentperf_local replay/runner.py
+    ``_max_output_tokens``): a row's ``max_output_tokens`` is a cap that wins over its target;
+    else ``target_output_tokens``, else ``recorded_completion_tokens``; never above the run
+    maximum RUN_MAX_OUTPUT_TOKENS; 0 is raised to 1 (max_tokens=0 is not a request a server takes)."""
+    values = {}
     for key in OUTPUT_KEYS:
         value = row.get(key)
         if value is None:
             continue
         if not _is_int(value) or value < 0:
             raise WorkloadError(f"{where}: key '{key}' must be an integer >= 0, got {value!r}")
-        return max(1, value)  # max_tokens=0 is not a request a server accepts
+        values[key] = value
+    if "max_output_tokens" in values:
+        return max(1, min(RUN_MAX_OUTPUT_TOKENS, values["max_output_tokens"]))
+    for key in ("target_output_tokens", "recorded_completion_tokens"):
+        if key in values:
+            return max(1, min(RUN_MAX_OUTPUT_TOKENS, values[key]))
     raise WorkloadError(
         f"{where}: missing key 'target_output_tokens' (nor 'recorded_completion_tokens' or 'max_output_tokens')"
     )
@@ -101,6 +114,7 @@ def _parse_line(raw: bytes, where: str, lineno: int) -> tuple[str, _Call]:
         tool_delay_s=float(delay) / 1000.0,
         tools=tuple(tools) if tools else None,
         recorded_prompt_tokens=prompt,
+        recorded_tool_calls=len(row.get("recorded_tool_calls_after") or ()),
     )
     return str(row["conversation_id"]), call
 
@@ -147,7 +161,9 @@ def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list
                 recorded_assistant=assistant,
             )
         )
-    metadata = {"task_id": calls[0].task_id, "first_line": calls[0].lineno}
+    metadata = {"task_id": calls[0].task_id, "first_line": calls[0].lineno,
+                "task_ids": sorted({c.task_id for c in calls}),
+                "recorded_tool_calls": sum(c.recorded_tool_calls for c in calls)}
     return Trajectory(conversation, tuple(turns), source=name, metadata=metadata)
 
 
@@ -180,6 +196,25 @@ def load_trace_workload(path: Path) -> Workload:
     return Workload(path.stem, tuple(trajectories), tuple(warnings))
 
 
+def _check_task(path: Path, i: int, task: dict[str, Any], task_id: str, found: list[Trajectory]) -> None:
+    """AA's checks of a task against its trace before inference (agentperf_local replay/runner.py
+    ``_prepare_tasks``): the rows' task_id, and the declared model and tool call counts."""
+    where = f"{path}: tasks[{i}]"
+    other = sorted({t for traj in found for t in traj.metadata.get("task_ids", ())} - {task_id})
+    if other:
+        raise WorkloadError(f"{where}: key 'task_id': task {task_id!r} but its trace's rows say {other[0]!r}")
+    rows = sum(traj.turn_count for traj in found)
+    declared = task.get("model_calls")
+    if declared is not None and declared != rows:
+        raise WorkloadError(f"{where}: key 'model_calls': the manifest records {declared} model calls but the "
+                            f"trace has {rows} rows")
+    tool_calls = sum(traj.metadata.get("recorded_tool_calls", 0) for traj in found)
+    declared = task.get("tool_calls")
+    if declared is not None and declared != tool_calls:
+        raise WorkloadError(f"{where}: key 'tool_calls': the manifest records {declared} tool calls but the "
+                            f"trace's recorded_tool_calls_after hold {tool_calls}")
+
+
 def load_manifest(path: Path) -> Workload:
     """Every task of an AA manifest. Missing trace files are warnings; none loadable is an error."""
     try:
@@ -193,17 +228,38 @@ def load_manifest(path: Path) -> Workload:
     tasks = manifest.get("tasks")
     if not isinstance(tasks, list):
         raise WorkloadError(f"{path}: missing key 'tasks' (a list)")
+    version = manifest.get("version")
+    if version is not None and version != FORMAT_VERSION:
+        raise WorkloadError(f"{path}: key 'version' must be {FORMAT_VERSION}, got {version!r}")
+    mode = manifest.get("mode")
+    if mode is not None and mode not in REPLAY_MODES:
+        raise WorkloadError(f"{path}: key 'mode' must be one of {', '.join(REPLAY_MODES)}, got {mode!r}")
+    if not tasks:
+        raise WorkloadError(f"{path}: key 'tasks': the manifest contains no tasks")
     trajectories: list[Trajectory] = []
     warnings: list[str] = []
+    seen: set[str] = set()
+    root = path.parent.resolve()
     for i, task in enumerate(tasks):
-        if not isinstance(task, dict) or not isinstance(task.get("trace"), str):
+        if not isinstance(task, dict) or not isinstance(task.get("trace"), str) or not task.get("trace"):
             raise WorkloadError(f"{path}: tasks[{i}]: missing key 'trace'")
         task_id = str(task.get("task_id", i))
-        trace = path.parent / task["trace"]
+        if task_id in seen:  # AA rejects it; loaded twice it would also weigh twice
+            raise WorkloadError(f"{path}: tasks[{i}]: key 'task_id': duplicate task_id {task_id!r}")
+        seen.add(task_id)
+        relative = Path(task["trace"])
+        resolved = (root / relative).resolve()
+        if relative.is_absolute() or ".." in relative.parts or not resolved.is_relative_to(root):
+            raise WorkloadError(f"{path}: tasks[{i}]: key 'trace': {task['trace']!r} must stay within the "
+                                "manifest's folder")
+        trace = path.parent / relative
         if not trace.is_file():
+            # AA refuses a manifest with a missing trace; we load the rest and say so, because the
+            # shared sets ship partial (agentperf-default-v1 here has 1 of its 8 traces)
             warnings.append(f"{path.name}: task '{task_id}': trace file {task['trace']} not found")
             continue
         found, notes = load_trace(trace)
+        _check_task(path, i, task, task_id, found)
         for trajectory in found:
             trajectory.metadata.setdefault("manifest_task_id", task_id)
         trajectories.extend(found)
