@@ -91,7 +91,7 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             node_power_urls=node_urls, rack_power_urls=rack_urls,
             redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env,
             metrics_sources=metrics_sources if telemetry.sglang_metrics else [],
-            twin_tokens=str((info.get("twin") or {}).get("tokens") or "") if isinstance(info.get("twin"), dict) else "")
+            twin_tokens=str(twin_info.get("tokens") or "") if isinstance(twin_info := info.get("twin"), dict) else "")
 
     return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
                    server_starter=start_server, sinks=sinks)

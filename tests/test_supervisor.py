@@ -40,6 +40,15 @@ def fake_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# a PD router stand-in: the fake server, given every worker's URL as sglang_router/smg would be
+FAKE_ROUTER = f"""[[server.processes]]
+name = "router"
+role = "router"
+argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
+        "--prefill", "{{prefill_urls}}", "--decode", "{{decode_urls}}"]
+"""
+
+
 def profile_text(processes: str, server: str = "", stop_timeout_s: float = 3.0) -> str:
     return f"""
 [profile]
@@ -200,12 +209,7 @@ ssh_args = ["-o", "BatchMode=yes"]
 argv = [{worker % (FAKE, d1)}]
 env = {{ ROLE_ENV = "decode env; $HOME" }}
 
-[[server.processes]]
-name = "router"
-role = "router"
-argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
-        "--prefill", "{{prefill_urls}}", "--decode", "{{decode_urls}}"]
-"""
+{FAKE_ROUTER}"""
     rec = Recorder()
     sup = rec.supervisor(parse_profile(profile_text(processes)), tmp_path)
     try:
@@ -259,12 +263,7 @@ host = "127.0.0.1"
 port = {d1}
 argv = ["{{python}}", "{FAKE}", "--host", "127.0.0.1", "--port", "{d1}"]
 
-[[server.processes]]
-name = "router"
-role = "router"
-argv = ["{{python}}", "{FAKE}", "--host", "{{host}}", "--port", "{{port}}",
-        "--prefill", "{{prefill_urls}}", "--decode", "{{decode_urls}}"]
-"""
+{FAKE_ROUTER}"""
     rec = Recorder()
     sup = rec.supervisor(parse_profile(profile_text(processes)), tmp_path)
     try:

@@ -205,10 +205,12 @@ def _metrics_from_samples(samples: list[tuple[str, Labels, float]], t_s: float, 
     if "prefill" in by_engine or "decode" in by_engine:
         # a PD deployment, even when one side did not answer this scrape: its fields are then None
         # (never silently the other side's); unified workers beside it count on both sides
-        def side(kinds: tuple[str, ...]) -> ServerMetrics:
-            return _metrics_from(_Index([x for x in samples if x[1].get("engine_type") in kinds]), t_s)
+        def side(kind: str) -> ServerMetrics:
+            if "unified" not in by_engine:  # that engine type's figures, already computed
+                return by_engine.get(kind) or ServerMetrics(t_s=t_s)
+            return _metrics_from(_Index([x for x in samples if x[1].get("engine_type") in (kind, "unified")]), t_s)
 
-        decode, prefill = side(("decode", "unified")), side(("prefill", "unified"))
+        decode, prefill = side("decode"), side("prefill")
         total = dataclasses.replace(total, **{f: getattr(decode, f) for f in _PD_FROM_DECODE},
                                     **{f: getattr(prefill, f) for f in _PD_FROM_PREFILL})
     return total

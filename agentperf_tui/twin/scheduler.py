@@ -112,7 +112,6 @@ class ClusterStats:
     spec_verify_steps: int = 0
     step_lag_s: float = 0.0  # how far the twin's own clock fell behind (honesty about the twin)
     dropped_s: float = 0.0  # simulated time dropped because the process could not keep up
-    recent_gen: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))  # once per token
     e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
@@ -162,7 +161,8 @@ class Engine:
         self._rng = random.Random(index)
         self.steps = 0
         self.busy_s = 0.0
-        # per-engine views for /metrics (SGLang reports these per scheduler, labelled engine_type)
+        # per-engine views for /metrics (SGLang reports these per scheduler, labelled engine_type);
+        # the cluster's figures are their sums
         self.recent_gen: deque[tuple[float, int]] = deque(maxlen=4096)
         self.last_batch_hit_rate = 0.0  # cached / prompt tokens of the last prefill batch (SGLang's cache_hit_rate)
         self.kv_sending = 0  # prefill: requests whose KV is on its way to a decode engine
@@ -333,7 +333,6 @@ class Engine:
             req.pending += 1
             req.context = req.prompt_tokens + 1
             stats.generation_tokens_total += 1
-            stats.recent_gen.append((now, 1))
             self.recent_gen.append((now, 1))
             stats.ttft.observe(now - req.t_arrival)
             stats.queue_time.observe(req.t_admitted - req.t_arrival)
@@ -410,7 +409,6 @@ class Engine:
             stats.spec_verify_steps += batch
             stats.spec_accepted_tokens += emitted
         stats.generation_tokens_total += emitted
-        stats.recent_gen.append((now, emitted))
         self.recent_gen.append((now, emitted))
 
     def _release(self, req: TwinRequest) -> None:
@@ -523,10 +521,10 @@ class Cluster:
 
     def gen_throughput(self, window_s: float = 5.0, engine: Engine | None = None) -> float:
         """Tokens generated per second over the last ``window_s`` (by ``engine`` alone if given)."""
+        if engine is None:
+            return sum(self.gen_throughput(window_s, e) for e in self.engines)
         now = time.monotonic()
-        recent = self.stats.recent_gen if engine is None else engine.recent_gen
-        total = sum(n for t, n in recent if now - t <= window_s)
-        return total / window_s
+        return sum(n for t, n in engine.recent_gen if now - t <= window_s) / window_s
 
     def flush_cache(self) -> bool:
         """Empty every prefix cache; refused (False) while requests run or wait, as in SGLang."""

@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentperf_tui import __version__
+from agentperf_tui.server.launch_plan import mask_argv
 from agentperf_tui.twin import aic_table
 from agentperf_tui.twin.aic_table import StepTable
 from agentperf_tui.twin.bmc import TwinBmc
@@ -45,19 +46,6 @@ def error_response(status: int, message: str, err_type: str = "BadRequestError",
     """SGLang's OpenAI-compatible error body."""
     body = {"object": "error", "message": message, "type": err_type, "param": param, "code": status}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
-def masked_argv(argv: list[str]) -> list[str]:
-    """The command line with the ``--api-key`` value hidden (it is served in /server_info)."""
-    out = []
-    for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "--api-key":
-            out.append("***")
-        elif arg.startswith("--api-key="):
-            out.append("--api-key=***")
-        else:
-            out.append(arg)
-    return out
 
 
 def prompt_chain(messages: list[Any], tools: Any, counter: PromptTokenCounter | None = None
@@ -332,7 +320,8 @@ class TwinServer:
     async def server_info(self, _request: web.Request) -> web.Response:
         """SGLang's /server_info shape (http_server.server_info), plus a ``twin`` block saying what it is."""
         cfg = self.config
-        attn_dp = self.server_args()["attn_dp_size"]
+        server_args = self.server_args()
+        attn_dp = server_args["attn_dp_size"]
         internal_states = [{
             "engine": f"{e.role}{e.index}", "effective_max_running_requests_per_dp": e.max_running // attn_dp,
             "last_gen_throughput": self.cluster.gen_throughput(engine=e),
@@ -340,8 +329,8 @@ class TwinServer:
             "memory_usage": {"token_capacity": e.kv_capacity_tokens},
         } for e in self.cluster.engines]
         body = {
-            **self.server_args(),
-            "launch_command": " ".join(["python", "-m", "agentperf_tui.twin", *masked_argv(self.argv)]),
+            **server_args,
+            "launch_command": " ".join(["python", "-m", "agentperf_tui.twin", *mask_argv(self.argv)]),
             "status": "ready",
             "max_total_num_tokens": self.cluster.kv_capacity_tokens,
             "max_req_input_len": self.context_length - 1,

@@ -27,13 +27,18 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentperf_tui.tokens import _content_text, estimate_message_tokens, estimate_text_tokens
+import orjson
+
+from agentperf_tui.tokens import (
+    TOOLS_OVERHEAD_TOKENS,
+    _content_text,
+    estimate_message_tokens,
+    estimate_text_tokens,
+)
 
 #: The fixed text DeepSeek V4's template puts before the tool list (its encoding_dsv4 reference),
 #: counted with the V4 vocabulary: 222 tokens. Only the count is kept here, not the text.
 TOOLS_HEADER_TOKENS = 222
-BOS, USER, ASSISTANT, END_THINK, EOS = ("<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "</think>",
-                                       "<｜end▁of▁sentence｜>")
 TURN_END_TOKENS = 2  # <｜Assistant｜></think>
 
 
@@ -80,8 +85,8 @@ class PromptTokenCounter:
 
     def tools_tokens(self, tools: Any) -> int:
         """The tools block of the system prompt: V4's header plus one JSON line per function."""
-        if not self.exact:
-            return 8 + estimate_text_tokens(json.dumps(tools))
+        if not self.exact:  # the same estimate the workload side makes (agentperf_tui.tokens)
+            return TOOLS_OVERHEAD_TOKENS + estimate_text_tokens(orjson.dumps(tools).decode())
         lines = [json.dumps(t.get("function", t) if isinstance(t, Mapping) else t, ensure_ascii=False)
                  for t in (tools if isinstance(tools, list) else [tools])]
         return TOOLS_HEADER_TOKENS + self.text_tokens("\n\n" + "\n".join(lines))
