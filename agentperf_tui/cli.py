@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds: quick's last look / certify's cap while waiting for AA's minimums ('custom')")
     search.add_argument("--settle", type=float, default=None,
                         help="seconds after every agent started before counting (makes the mode 'custom')")
+    search.add_argument("--require-reconciled", action="store_true", default=None,
+                        help="a phase whose client and server counts (tokens, requests, TTFT) do not agree, or "
+                             "whose server metrics are missing, is invalid (see docs/measurement.md)")
     search.add_argument("--workload", default=None)
     search.add_argument("--warm-start", action="store_true", default=None,
                         help="agents join their first trajectory at a random turn, so short phases see "
@@ -320,7 +323,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         profile = dataclasses.replace(profile, tiers=tuple(t for t in profile.tiers if t.name in wanted))
     settings = SearchSettings.for_mode(args.mode, start_agents=args.start, max_phase_s=args.max_phase,
-                                       settle_s=args.settle, phase_s=args.phase)
+                                       settle_s=args.settle, phase_s=args.phase,
+                                       require_reconciled=args.require_reconciled)
     headless = args.headless or args.json or not sys.stdout.isatty()
     options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
                                    workers=args.workers, warm_start=args.warm_start)

@@ -13,6 +13,7 @@ from typing import IO, Any
 import orjson
 
 from agentperf_tui.engine.frames import Frame
+from agentperf_tui.engine.reconcile import Comparison
 
 
 def _fmt_tokens(n: float) -> str:
@@ -88,6 +89,12 @@ def _n(value: Any, spec: str = ",.1f", none: str = "n/a") -> str:
     return none if value is None else format(value, spec)
 
 
+def reconcile_row(c: dict[str, Any]) -> str:
+    """One compared quantity from a Reconciliation.to_dict(): client, server, gap and verdict."""
+    return Comparison(**{k: v for k, v in c.items() if k != "gap"}).describe() + (
+        "" if c["agrees"] is None else ("  [agrees]" if c["agrees"] else "  [DISAGREES]"))
+
+
 def summary_text(summary: dict[str, Any]) -> str:
     """The run summary for people: what was held, over which window, and what it shows."""
     twin = " [digital twin: simulated numbers]" if summary.get("twin") else ""
@@ -147,6 +154,11 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append(f"  AA phase minimums {'met' if minimums['met'] else 'NOT met'}: steady {minimums['steady_s']:.0f} s"
                      f" (>= 600), {minimums['trajectories']} trajectories (>= 30), "
                      f"{minimums['agents_with_3_trajectories']} agents with >= 3")
+    rec = summary.get("reconciliation")
+    if rec:
+        lines.append(f"  client vs server over {_n(rec.get('seconds'), '.0f')} s "
+                     f"({rec['scrapes']} scrapes, workers {rec['workers'] or 'n/a'}): {rec['headline']}")
+        lines += [f"    {reconcile_row(c)}" for c in rec.get("comparisons", [])]
     if summary.get("failure_causes"):
         lines.append("  failure causes: " + ", ".join(f"{k} x{v}" for k, v in summary["failure_causes"].items()))
     for warning in summary.get("warnings", []):

@@ -121,7 +121,8 @@ async def main_async(args: argparse.Namespace) -> None:
     values = summed_by_name(metrics)
     values0 = summed_by_name(metrics0)
     chunks = sum(counts) - sum(start_counts)
-    generated = values["sglang:generation_tokens_total"] - values0["sglang:generation_tokens_total"]
+    # the twin's live counter: sglang:generation_tokens_total counts a request only when it finishes
+    generated = values["agentperf_twin:decoded_tokens_total"] - values0["agentperf_twin:decoded_tokens_total"]
     # reference: what the cost model says this batch decodes at (no speculative flags here)
     expected = per_stream_tps * args.streams
     received = chunks / elapsed

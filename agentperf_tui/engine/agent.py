@@ -220,6 +220,8 @@ class Agent:
             t_first=result.t_first, t_last=result.t_last, t_end=result.t_end,
             status=FAILED if failed else OK, cause=cause,
             dispatch_delay_s=max(0.0, result.t_send - s.ready_at) if s.ready_at else 0.0,
+            usage=result.prompt_tokens is not None and result.completion_tokens is not None,
+            streamed_chunks=result.counted_deltas,
         )
         s.requests += 1
         s.last_record = record

@@ -141,6 +141,10 @@ def server_view(session: Session) -> ServerView:
     s = session.server
     base = {"state": session.server_state, "url": s.base_url if s else "", "version": s.version if s else "",
             "fingerprint": s.fingerprint if s else "", "twin_tokens": s.twin_tokens if s else ""}
+    rec = session.live_reconciliation
+    if rec is not None:
+        base.update(reconcile_status=rec.status, reconcile_reason=rec.reason, reconcile_rows=rec.comparisons,
+                    reconcile_seconds=None if rec.t_from is None or rec.t_to is None else rec.t_to - rec.t_from)
     if m is None:
         return ServerView(**base)
     engines = tuple(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from agentperf_tui.engine.judge import TierVerdict
+from agentperf_tui.engine.reconcile import Comparison
 from agentperf_tui.engine.slo import Tier
 
 
@@ -150,6 +151,11 @@ class ServerView:
     metrics_sources_ok: int = 0  # serving processes whose /metrics answered the last scrape
     metrics_sources_total: int = 0
     twin_tokens: str = ""  # the twin: how its prompt token counts are made (tokenizer or estimate)
+    # client vs server over the live window (engine/reconcile.py); "" before the first comparison
+    reconcile_status: str = ""
+    reconcile_reason: str = ""
+    reconcile_seconds: float | None = None
+    reconcile_rows: tuple[Comparison, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +227,9 @@ class Frame:
             context=ContextView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["context"].items()}),
             power=PowerView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["power"].items()}),
             server=ServerView(**{**data["server"],
-                                 "engines": tuple(EngineView(**e) for e in data["server"].get("engines") or ())}),
+                                 "engines": tuple(EngineView(**e) for e in data["server"].get("engines") or ()),
+                                 "reconcile_rows": tuple(Comparison(**r)
+                                                         for r in data["server"].get("reconcile_rows") or ())}),
             client=ClientView(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["client"].items()}),
             agents=AgentRows(**{k: tup(v) for k, v in agents.items()}) if agents else AgentRows(),
             events=tuple(data.get("events") or ()),

@@ -66,6 +66,9 @@ class LiveSUT:
     def tokens_arrived(self, t_from: float, t_to: float) -> float:
         return self.session.metrics.tokens_arrived(t_from, t_to)
 
+    def reconcile(self, t_from: float, t_to: float) -> dict | None:
+        return self.session.reconcile(t_from, t_to).to_dict()
+
     def on_phase(self, phase: dict) -> None:
         self.session.on_phase(phase)
 

@@ -32,6 +32,10 @@ class RequestRecord:
     status: str = OK
     cause: str = ""
     dispatch_delay_s: float = 0.0  # how late the request left vs when its agent was ready
+    #: True when prompt_tokens / output_tokens are the server's own usage figures (its final usage
+    #: chunk arrived); False when they are the client's estimate / count of streamed deltas.
+    usage: bool = False
+    streamed_chunks: int = 0  # SSE events that carried a token (each carries at least one)
 
     @property
     def ok(self) -> bool:
@@ -62,7 +66,8 @@ class RequestRecord:
             "turns": self.turn_count, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
             "output_tokens": self.output_tokens, "target_tokens": self.target_tokens, "t_send": self.t_send,
             "t_first": self.t_first, "t_last": self.t_last, "t_end": self.t_end, "status": self.status,
-            "cause": self.cause, "dispatch_delay_s": self.dispatch_delay_s,
+            "cause": self.cause, "dispatch_delay_s": self.dispatch_delay_s, "usage": self.usage,
+            "streamed_chunks": self.streamed_chunks,
         }
 
     @classmethod
@@ -70,4 +75,4 @@ class RequestRecord:
         return cls(row["agent"], row["trajectory"], row["turn"], row["turns"], row["prompt_tokens"],
                    row["cached_tokens"], row["output_tokens"], row["target_tokens"], row["t_send"],
                    row["t_first"], row["t_last"], row["t_end"], row["status"], row["cause"],
-                   row.get("dispatch_delay_s", 0.0))
+                   row.get("dispatch_delay_s", 0.0), row.get("usage", False), row.get("streamed_chunks", 0))

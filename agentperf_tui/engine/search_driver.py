@@ -64,6 +64,7 @@ class SearchSettings:
     min_trajectories: int = 0
     min_trajectories_per_agent: int = 0
     max_phases: int = 40
+    require_reconciled: bool = False  # a phase whose client and server do not agree is invalid
 
     @property
     def confident(self) -> bool:
@@ -119,6 +120,7 @@ class SystemUnderTest(Protocol):
     def tokens_arrived(self, t_from: float, t_to: float) -> float: ...
     def event(self, message: str) -> None: ...
     def on_phase(self, phase: dict[str, Any]) -> None: ...  # each finished phase, for recorders
+    def reconcile(self, t_from: float, t_to: float) -> dict[str, Any] | None: ...  # client vs server; None: no server
 
 
 class SearchDriver:
@@ -235,6 +237,11 @@ class SearchDriver:
             if not await self._wait_until(min(drain_end, sut.now() + POLL_S), invalid):
                 return None
         requests = sut.request_set(t0, t_end, sut.now())
+        # client vs server over the window and its drain: both sides' counts of the same requests
+        reconciliation = sut.reconcile(t0, sut.now())
+        if s.require_reconciled and (reconciliation is None or reconciliation["status"] != "reconciled"):
+            invalid.append("--require-reconciled: client and server "
+                           + (reconciliation["headline"] if reconciliation else "unreconciled: no server metrics"))
         verdicts = judge(requests, sut.tiers, z=z)
         window = t_end - t0
         verdicts = tuple(_too_short(v, window) for v in verdicts)
@@ -262,6 +269,7 @@ class SearchDriver:
             "tokens_per_joule": tokens / energy if energy else None,
             "relevant": relevant,
             "tiers": [v.to_dict() for v in verdicts],
+            "reconciliation": reconciliation,
         }
 
     def _trajectory_shortfall(self, done: dict[int, int], agents: int) -> str:

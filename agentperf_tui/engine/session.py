@@ -29,6 +29,7 @@ from agentperf_tui.engine.frames import ClientView, Frame
 from agentperf_tui.engine.live_sut import LiveSUT
 from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.metrics import RunMetrics
+from agentperf_tui.engine.reconcile import ClientLedger, Reconciliation, ServerLedger, reconcile
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.search_driver import SearchDriver, tiers_line
 from agentperf_tui.engine.slo import Tier
@@ -44,6 +45,7 @@ LOOP_LAG_INVALID_MS = 100.0
 DISPATCH_P99_INVALID_MS = 50.0
 CONCURRENCY_HELD_MIN = 0.98
 TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin process is the bottleneck
+RECONCILE_EVERY_S = 5.0  # the live client-vs-server comparison (over the live window) is redone this often
 SEARCH_INCOMPLETE_EXIT = 3  # a search that stopped early or left a tier unresolved
 
 
@@ -130,6 +132,11 @@ class Session:
         self._workers_seen = 0
         self._resplit_until = 0.0
         self._server_metrics: ServerMetrics | None = None
+        # client vs server (engine/reconcile.py): both ledgers for every window, the live one every few s
+        self.client_ledger = ClientLedger()
+        self.server_ledger = ServerLedger()
+        self.live_reconciliation: Reconciliation | None = None
+        self._last_reconcile = 0.0
         self._twin_problem = ""
         self._host: HostSample | None = None
         self._lag = LoopLagMeter()
@@ -343,6 +350,7 @@ class Session:
 
     def _on_record(self, record: RequestRecord) -> None:
         self.metrics.add(record)
+        self.client_ledger.add(record)
         for sink in self.record_sinks:
             sink(record)
         if not record.ok and self.metrics.failed <= 20 or (not record.ok and self.metrics.failed % 100 == 0):
@@ -360,6 +368,7 @@ class Session:
         elif isinstance(sample, ServerMetrics):
             self._note_twin_lag(sample)
             self._server_metrics = sample
+            self.server_ledger.add(sample)
         elif isinstance(sample, HostSample):
             self._host = sample
 
@@ -529,6 +538,9 @@ class Session:
         mark = first.get(self.server.boundary if self.server else "gpu")
         if mark is not None and self.metrics.tokens_since_mark()[0] != mark.t_s:
             self.metrics.mark_tokens_from(mark.t_s)  # live tokens/J over the steady window, kept incrementally
+        if now - self._last_reconcile >= RECONCILE_EVERY_S and self._load_t0 is not None:
+            self._last_reconcile = now
+            self.live_reconciliation = self.reconcile(max(self._load_t0, now - self.options.window_s), now)
         if now - self.last_history >= 1.0:
             self.last_history = now
             _, shares = self.metrics.live_verdicts(now, ())
@@ -617,6 +629,10 @@ class Session:
     def _finish(self) -> dict[str, Any]:
         self.summary = self.build_summary()
         return self.summary
+
+    def reconcile(self, t_from: float, t_to: float) -> Reconciliation:
+        """Client vs server over [t_from, t_to] (monotonic seconds): see engine/reconcile.py."""
+        return reconcile(self.client_ledger, self.server_ledger, t_from, t_to, self.in_flight())
 
     def build_summary(self) -> dict[str, Any]:
         return build_summary(self, time.monotonic())

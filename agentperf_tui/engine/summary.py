@@ -71,6 +71,7 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
             "client": {"valid": None, "invalid_seconds": None, "invalid_reasons": [],
                        **_client_tail(session)},
             "aa_minimums": {"met": False, "why": "no steady window"},
+            "reconciliation": None,
             "warnings": warnings,
         })
         return summary
@@ -132,8 +133,12 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
         "client": {"valid": invalid_s == 0.0, "invalid_seconds": round(invalid_s, 2),
                    "invalid_reasons": account.invalid_reasons(), **_client_tail(session)},
         "aa_minimums": minimums,
+        # client vs server over the steady window (engine/reconcile.py)
+        "reconciliation": session.reconcile(t0, t1).to_dict(),
         "warnings": warnings,
     })
+    if summary["reconciliation"]["status"] != "reconciled":
+        warnings.append(f"client and server {summary['reconciliation']['headline']}")
     return summary
 
 

@@ -201,6 +201,9 @@ class SyntheticSUT:
                 total += r.tokens * (b - a) / (r.t_last - r.t_first)
         return total
 
+    def reconcile(self, t_from: float, t_to: float) -> dict | None:
+        return None  # no server here: nothing to reconcile against
+
     def on_phase(self, phase: dict) -> None:
         self.phases.append(phase)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -276,16 +277,19 @@ class TelemetrySampler:
     async def _metrics_tick(self) -> None:
         if self.sglang_metrics_sources and self._session is not None:
             jobs = [(worker, url) for worker, urls in self.sglang_metrics_sources for url in urls]
+            t_asked = time.monotonic()
             results = list(zip(jobs, await asyncio.gather(*(self._scrape_metrics(url) for _, url in jobs)),
                                strict=True))
             # a worker counts as answered only when every one of its nodes did
             missing = {w for (w, _), samples in results if samples is None}
             parsed = [(w, samples) for (w, _), samples in results if samples is not None and w not in missing]
             total = len(self.sglang_metrics_sources)
+            now = time.monotonic()
             if parsed:
-                self._emit(merge_worker_samples(parsed, time.monotonic(), sources_total=total))
+                self._emit(dataclasses.replace(merge_worker_samples(parsed, now, sources_total=total),
+                                               scrape_s=now - t_asked))
             else:  # nobody answered: say so (an old sample would keep showing stale figures as current)
-                self._emit(ServerMetrics(t_s=time.monotonic(), sources_ok=0, sources_total=total))
+                self._emit(ServerMetrics(t_s=now, sources_ok=0, sources_total=total, scrape_s=now - t_asked))
         if self._host is not None:
             try:
                 sample = await asyncio.to_thread(self._host.sample)

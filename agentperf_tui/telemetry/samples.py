@@ -153,6 +153,8 @@ class ServerMetrics:
     by_engine: dict[str, ServerMetrics] = field(default_factory=dict, compare=False, hash=False)
     sources_ok: int = 1  # serving processes (workers) whose /metrics answered this scrape
     sources_total: int = 1  # serving processes asked
+    #: seconds the scrape took: the server read its values somewhere in [t_s - scrape_s, t_s]
+    scrape_s: float = 0.0
 
     @property
     def ttft_count(self) -> float | None:

@@ -25,10 +25,13 @@ FAULT_FIELDS = {
     "ignore_eos_drop_rate": "share of requests whose ignore_eos is dropped (they stop at a natural length)",
     "dcgm_drop_gpus": "leave the last N GPUs out of the dcgm-exporter output (a tray's exporter gone)",
     "dcgm_refresh_s": "dcgm-exporter values refresh only every N s (its -c interval; 0 = live)",
+    "usage_drop_rate": "share of streams whose final usage chunk is left out (include_usage ignored)",
+    "metrics_down": "1: /metrics answers 503 (the metrics endpoint gone); 0: back",
+    "counter_reset": "1: zero the request counters once (as a server restart does), then back to 0",
 }
 
 
-INT_FIELDS = ("http_status", "crash_after", "dcgm_drop_gpus")
+INT_FIELDS = ("http_status", "crash_after", "dcgm_drop_gpus", "metrics_down", "counter_reset")
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Faults:
     ignore_eos_drop_rate: float = 0.0
     dcgm_drop_gpus: int = 0
     dcgm_refresh_s: float = 0.0
+    usage_drop_rate: float = 0.0
+    metrics_down: int = 0
+    counter_reset: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply ``{field: value}``; raises ValueError naming an unknown field or a bad value."""

@@ -28,6 +28,11 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0
 
+    def clear(self) -> None:
+        """Back to no observations (in place: the /metrics collector holds this object)."""
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
     def observe(self, value: float, times: int = 1) -> None:
         """One value observed ``times`` times (SGLang's ITL: a chunk's mean gap, once per token)."""
         self.counts[bisect.bisect_left(self.bounds, value)] += times

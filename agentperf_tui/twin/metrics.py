@@ -110,6 +110,9 @@ class SGLangCollector(Collector):
         yield self._twin("dropped_seconds",
                          "Twin only: simulated time dropped because the twin process could not keep up.",
                          s.dropped_s, counter=True)
+        yield self._twin("decoded_tokens", "Twin only: tokens generated so far, counted as each is generated "
+                         "(sglang:generation_tokens counts a request's tokens when it finishes).",
+                         s.decoded_tokens_total, counter=True)
         # request series: each engine type's tokenizer counts every request it serves
         front = ["prefill", "decode"] if self.pd else ["unified"]
         last = front[-1]  # the server that streams to the client

@@ -103,7 +103,8 @@ class ClusterStats:
     """Counters and recent-window figures the /metrics endpoints expose."""
 
     prompt_tokens_total: int = 0
-    generation_tokens_total: int = 0
+    generation_tokens_total: int = 0  # counted when a request finishes, as SGLang does
+    decoded_tokens_total: int = 0  # twin only: counted as each token is generated (live throughput)
     cached_tokens_total: int = 0
     requests_total: int = 0
     aborted_total: int = 0
@@ -118,6 +119,13 @@ class ClusterStats:
     queue_time: Histogram = field(default_factory=lambda: Histogram(QUEUE_BUCKETS))
     kv_transfer_ms: Histogram = field(default_factory=lambda: Histogram(KV_TRANSFER_MS_BUCKETS))  # PD, per request
     kv_transfer_gb_s: Histogram = field(default_factory=lambda: Histogram(KV_TRANSFER_GB_S_BUCKETS))
+
+    def reset_request_counters(self) -> None:
+        """Zero the per-request counters and histograms, as a restarted server's start from zero."""
+        self.prompt_tokens_total = self.generation_tokens_total = self.cached_tokens_total = 0
+        self.requests_total = self.aborted_total = 0
+        for hist in (self.ttft, self.itl, self.e2e, self.queue_time):
+            hist.clear()
 
 
 class Engine:
@@ -325,14 +333,12 @@ class Engine:
             self.prefilling.remove(req)
             if self.prefix_cache:
                 self.caches[req.dp_rank].insert(req.chain, (self.kv_capacity_tokens - self.kv_used) // self.dp_ranks)
-            stats.prompt_tokens_total += req.prompt_tokens
-            stats.cached_tokens_total += req.cached_tokens
             # the prefill forward pass yields the first output token
             req.t_first_token = req.t_last_token = now
             req.generated = 1
             req.pending += 1
             req.context = req.prompt_tokens + 1
-            stats.generation_tokens_total += 1
+            stats.decoded_tokens_total += 1
             self.recent_gen.append((now, 1))
             stats.ttft.observe(now - req.t_arrival)
             stats.queue_time.observe(req.t_admitted - req.t_arrival)
@@ -408,7 +414,7 @@ class Engine:
         if depth:
             stats.spec_verify_steps += batch
             stats.spec_accepted_tokens += emitted
-        stats.generation_tokens_total += emitted
+        stats.decoded_tokens_total += emitted
         self.recent_gen.append((now, emitted))
 
     def _release(self, req: TwinRequest) -> None:
@@ -420,6 +426,11 @@ class Engine:
         req.finish_reason = req.finish_reason or "length"
         req.t_finished = now
         stats = self.cluster.stats
+        # SGLang's tokenizer manager counts a request's tokens once, when it finishes
+        # (metrics_collector.observe_one_finished_request), not as they are generated
+        stats.prompt_tokens_total += req.prompt_tokens
+        stats.cached_tokens_total += req.cached_tokens
+        stats.generation_tokens_total += req.generated
         stats.requests_total += 1
         stats.e2e.observe(now - req.t_arrival)
 

@@ -274,6 +274,9 @@ class TwinServer:
             self.faults.update(values)
         except (ValueError, orjson.JSONDecodeError) as exc:
             return error_response(400, str(exc))
+        if self.faults.counter_reset:
+            self.cluster.stats.reset_request_counters()
+            self.faults.counter_reset = 0
         log.info("faults now %s", self.faults.as_dict())
         return web.json_response(self.faults.as_dict())
 
@@ -390,6 +393,8 @@ class TwinServer:
     async def metrics(self, _request: web.Request) -> web.Response:
         if not self.config.args.enable_metrics:
             return web.Response(status=404, text="metrics are disabled; start with --enable-metrics\n")
+        if self.faults.metrics_down:
+            return web.Response(status=503, text="metrics endpoint down (fault injection)\n")
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def dcgm_metrics(self, _request: web.Request) -> web.Response:
@@ -563,7 +568,7 @@ class TwinServer:
                       "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": plan["finish"],
                                    "matched_stop": None}], "usage": None}
             chunks = [b"data: " + orjson.dumps(finish) + b"\n\n"]
-            if include_usage:
+            if include_usage and not self.dice.hit(self.faults.usage_drop_rate):
                 usage = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
                          "model": plan["model"], "choices": [], "usage": self._usage(req)}
                 chunks.append(b"data: " + orjson.dumps(usage) + b"\n\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.widgets import Static
 
 from agentperf_tui.engine.frames import EngineView, Frame
@@ -22,6 +23,33 @@ def engine_line(e: EngineView) -> str:
                 + f"  gen {fmt.num(e.gen_throughput_tps, ',.0f', ' tok/s')}  accept {fmt.num(e.spec_accept_length, '.2f')}"
                 + f"  KV {fmt.pct(e.token_usage)}")
     return head + f"  gen {fmt.num(e.gen_throughput_tps, ',.0f', ' tok/s')}  KV {fmt.pct(e.token_usage)}"
+
+
+SHORT_NAMES = {"output tokens": "out", "prompt tokens": "prompt", "requests finished": "req",
+               "cached tokens": "cached", "TTFT P50": "TTFT P50", "TTFT P95": "TTFT P95"}
+
+
+def reconcile_lines(s) -> list[str]:
+    """Client vs server over the live window: the outcome, then client / server per quantity."""
+    if not s.reconcile_status:
+        return []
+    span = f" (last {s.reconcile_seconds:.0f} s)" if s.reconcile_seconds else ""
+    if s.reconcile_status == "reconciled":
+        head = f"client vs server{span}: [$success]reconciled[/]"
+    elif s.reconcile_status == "disagree":
+        head = f"client vs server{span}: [$error b]DISAGREE[/] " + escape(s.reconcile_reason[:160])
+    else:
+        head = f"client vs server: [$warning]{escape(s.reconcile_status + ': ' + s.reconcile_reason)}[/]"
+    cells = []
+    for row in s.reconcile_rows:
+        name = SHORT_NAMES.get(row.quantity)
+        if name is None or row.server is None or row.client is None:
+            continue
+        value = (f"{row.client:.2f}/{row.server:.2f} s" if row.unit == "s" else
+                 f"{fmt.tokens(row.client)}/{fmt.tokens(row.server)}")
+        mark = "" if row.agrees is None else ("[$success]ok[/]" if row.agrees else "[$error]X[/]")
+        cells.append(f"{name} {value} {mark}".rstrip())
+    return [head] + (["  " + "  ".join(cells)] if cells else [])
 
 
 class ServerPanel(Static):
@@ -49,6 +77,7 @@ class ServerPanel(Static):
                 f"prefix-cache hit {fmt.pct(s.cache_hit_rate)}   gen {fmt.num(s.gen_throughput_tps, ',.0f', ' tok/s')}",
                 f"spec accept length {fmt.num(s.spec_accept_length, '.2f', ' tok/step')}",
             ]
+        lines += reconcile_lines(s)
         lines += [
             f"client: loop lag {c.loop_lag_ms:.1f} ms (max {c.loop_lag_max_ms:.0f} ms)  CPU {c.cpu_pct:.0f} %  "
             f"RSS {c.rss_mib:.0f} MiB",
