@@ -5,8 +5,8 @@ For each agent count, a headless run on a twin profile (the twin as its own proc
 client's figure, the server's, the gap and whether it is within tolerance (engine/reconcile.py).
 The reference is the server's own counter from the same run; the gaps are the result.
 
-    python bench/reconcile.py                          # 8, 100 and 500 agents, 60 s each
-    python bench/reconcile.py --agents 8,64 --seconds 40
+    python bench/reconcile.py        # twin-h200 at 8 and 48 agents, the GB300 slice at 500; 60 s each
+    python bench/reconcile.py --runs twin-h200:8,twin-h200:64 --seconds 40
 
 Last line: ``worst_token_gap=G worst_ttft_gap_s=T`` (G: the largest |client - server| / server
 over output, prompt and cached tokens; T: the largest |client - server| TTFT quantile, seconds).
@@ -31,25 +31,27 @@ TOKENS = ("output tokens", "prompt tokens", "cached tokens")
 async def one_run(profile_name: str, agents: int, seconds: float, settle_s: float) -> dict:
     profile = load_profile(profile_name)
     options = options_from_profile(profile, agents=agents, duration_s=seconds, settle_s=settle_s,
-                                   ramp_s=min(10.0, settle_s), warm_start=True)
+                                   ramp_s=min(10.0, settle_s))
     session = build_session(profile, options, sinks=[])
     return await session.run()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="twin-h200")
-    parser.add_argument("--agents", default="8,100,500", help="comma-separated agent counts")
+    parser.add_argument("--runs", default="twin-h200:8,twin-h200:48,twin-gb300-nvl72-slice:500",
+                        help="comma-separated PROFILE:AGENTS")
     parser.add_argument("--seconds", type=float, default=60.0, help="run length per count")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds from full load to the window")
     args = parser.parse_args()
     worst_tokens = 0.0
     worst_ttft = 0.0
     statuses = []
-    for agents in [int(a) for a in args.agents.split(",") if a.strip()]:
-        summary = asyncio.run(one_run(args.profile, agents, args.seconds, args.settle))
+    for run in [r.strip() for r in args.runs.split(",") if r.strip()]:
+        profile, _, count = run.rpartition(":")
+        agents = int(count)
+        summary = asyncio.run(one_run(profile, agents, args.seconds, args.settle))
         rec = summary.get("reconciliation")
-        print(f"\n{agents} agents (held {summary.get('agents')}), "
+        print(f"\n{profile}, {agents} agents (held {summary.get('agents')}), "
               f"{summary['requests']['completed']} requests in the window:")
         if not rec:
             print(f"  no reconciliation: {summary.get('steady_window_note')}")

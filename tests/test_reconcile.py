@@ -206,6 +206,14 @@ def test_client_ttft_above_the_servers_bucket_is_time_in_front_of_the_server():
     assert by_name(rec, "output tokens").agrees  # the counts still agree: only the latency differs
 
 
+def test_a_window_where_nothing_finished_is_undecided_not_reconciled():
+    w = World()
+    for s in range(10):
+        w.scrape(float(s))
+    rec = reconcile(w.client, w.server, 0.0, 9.0)
+    assert rec.status == "undecided" and "nothing to compare" in rec.reason
+
+
 def test_too_few_first_tokens_are_not_compared():
     w = steady_world(seconds=3, per_second=2)
     p95 = by_name(reconcile(w.client, w.server, 0.0, 3.0), "TTFT P95")
@@ -274,3 +282,68 @@ async def test_twin_run_reconciles_then_each_fault_is_flagged():
         summary = await asyncio.wait_for(task, 20)
     assert summary["reconciliation"]["status"] == "unreconciled"  # the steady window spans the faults
     assert "client vs server over" in summary_text(summary)
+
+
+# -- in search phases ---------------------------------------------------------------------------------
+
+def test_require_reconciled_makes_a_phase_without_server_metrics_invalid():
+    from agentperf_tui.engine.search_driver import SearchDriver, SearchSettings
+    from agentperf_tui.engine.synthetic_sut import GroundTruth, SyntheticSUT
+
+    sut = SyntheticSUT(GroundTruth(capacity=40), AA_DSV4_PRO_TIERS[:1], seed=1)  # no server: nothing to reconcile
+    settings = SearchSettings.for_mode("quick", require_reconciled=True, max_phases=3)
+    report = asyncio.run(SearchDriver(sut, settings).run())
+    assert report["phases"] and all(p["status"] == "invalid" for p in report["phases"])
+    assert all("--require-reconciled" in p["invalid"] and "no server metrics" in p["invalid"] for p in report["phases"])
+    assert report["tiers"][0]["max_agents"] == 0  # an invalid phase answers nothing
+
+
+async def test_a_live_search_phase_carries_its_reconciliation_into_the_report():
+    from agentperf_tui.engine.search_driver import SearchSettings
+    from agentperf_tui.engine.slo import Tier
+    from agentperf_tui.report.search_report import markdown
+
+    frames: list[Frame] = []
+    session, _ = twin_session(frames, agents=4)
+    session.tiers = (Tier("easy", 1.0, 5.0),)
+    session.metrics = type(session.metrics)(session.tiers, 60.0)
+    session.search_settings = SearchSettings.for_mode(
+        "quick", start_agents=4, max_agents=4, settle_s=0.2, phase_s=6.0, looks=1, max_phase_s=6.0, drain_s=5.0,
+        ramp_s=0.1, require_reconciled=True)
+    await asyncio.wait_for(session.run(), 90)
+    report = session.search_report
+    phase = report["phases"][0]
+    assert phase["reconciliation"]["status"] == "reconciled", phase["reconciliation"]["headline"]
+    assert phase["status"] == "valid"
+    text = markdown({**report, "profile": "test", "server": {"url": "u", "version": "v", "fingerprint": ""}})
+    assert "## Client vs server, phase 1 (4 agents)" in text and "| output tokens |" in text
+
+
+def test_the_server_panel_lines_show_outcome_and_both_sides():
+    from agentperf_tui.engine.frames import ServerView
+    from agentperf_tui.tui.panels.server import reconcile_lines
+
+    w = steady_world()
+    last = w.server.snapshots[-1]
+    w.server.snapshots[-1] = dataclasses.replace(last, generation_tokens_total=last.generation_tokens_total * 1.05)
+    rec = reconcile(w.client, w.server, 0.0, 30.0)
+    view = ServerView(reconcile_status=rec.status, reconcile_reason=rec.reason, reconcile_seconds=30.0,
+                      reconcile_rows=rec.comparisons)
+    head, cells = reconcile_lines(view)
+    assert "(last 30 s)" in head and "DISAGREE" in head and "output tokens" in head
+    assert "out 12.0k/12.6k [$error]X[/]" in cells and "prompt 120.0k/120.0k [$success]ok[/]" in cells
+    assert reconcile_lines(ServerView()) == []
+
+
+def test_frames_with_a_reconciliation_survive_the_recording_round_trip():
+    import orjson
+
+    from agentperf_tui.engine.frames import ServerView
+
+    rec = reconcile(*(lambda w: (w.client, w.server))(steady_world()), 0.0, 30.0)
+    frame = Frame(seq=1, elapsed_s=1.0, wall_time=0.0, profile="p", target_agents=1, active_agents=1,
+                  in_work_agents=1, paused=False, recording="", requests_completed=0, requests_failed=0,
+                  output_tokens=0, output_tokens_per_s=0.0, effective_concurrency=0.0, steady=False,
+                  server=ServerView(reconcile_status=rec.status, reconcile_rows=rec.comparisons))
+    back = Frame.from_dict(orjson.loads(orjson.dumps(frame.to_dict())))
+    assert back.server == frame.server and back.server.reconcile_rows[0].quantity == "output tokens"

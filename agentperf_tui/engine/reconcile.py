@@ -20,7 +20,7 @@ of time:
   carries at least one token, so usage below the count of such events is a usage that lies.
 
 The outcome is ``reconciled`` (every compared quantity within its tolerance), ``disagree`` (each
-disagreement listed with its size) or ``unreconciled`` (the server side cannot be read: a series
+disagreement listed with its size), ``undecided`` (no request finished in the interval) or ``unreconciled`` (the server side cannot be read: a series
 missing, a scrape gap, a worker that did not answer, a counter that went backwards).
 """
 
@@ -46,6 +46,7 @@ GAP_MIN_S = 5.0
 RECONCILED = "reconciled"
 DISAGREE = "disagree"
 UNRECONCILED = "unreconciled"
+UNDECIDED = "undecided"  # nothing finished in the interval on either side: nothing to compare
 
 #: ServerMetrics field -> the SGLang series it is read from (for "unreconciled: <series> missing")
 SERIES = {
@@ -172,7 +173,7 @@ class Comparison:
 class Reconciliation:
     """Client vs server over one window: the outcome and every quantity compared."""
 
-    status: str  # reconciled | disagree | unreconciled
+    status: str  # reconciled | disagree | undecided | unreconciled
     reason: str  # unreconciled: why the server side cannot be read; disagree: what disagrees
     t_from: float | None = None  # the compared interval: first and last scrape in the window
     t_to: float | None = None
@@ -368,5 +369,8 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
     wrong = [x for x in comparisons if x.agrees is False]
     status = DISAGREE if wrong else RECONCILED
     reason = "; ".join(x.describe() for x in wrong)
+    server_done = (b.requests_total or 0) - (a.requests_total or 0)
+    if not wrong and not inside and not server_done:
+        status, reason = UNDECIDED, f"no request finished in the {hi - lo:.0f} s between the scrapes (nothing to compare)"
     return Reconciliation(status, reason, lo, hi, round(interval, 3), len(snaps),
                           f"{b.sources_ok} of {b.sources_total}", len(inside), tuple(comparisons))

@@ -80,6 +80,27 @@ def _power_cell(t: dict[str, Any]) -> str:
     return f"{t['avg_power_w']:,.0f} W ({where})"
 
 
+def reconciliation_section(report: dict[str, Any]) -> list[str]:
+    """Client vs server for each phase a tier's answer rests on: every quantity, both sides."""
+    answers = sorted({t["answer_phase"] for t in report["tiers"] if t.get("answer_phase")})
+    out: list[str] = []
+    for number in answers:
+        rec = report["phases"][number - 1].get("reconciliation")
+        if not rec:
+            continue
+        out += ["", f"## Client vs server, phase {number} ({report['phases'][number - 1]['agents']} agents)", "",
+                f"{rec['headline']} - over {_fmt(rec.get('seconds'), '.0f')} s, {rec['scrapes']} scrapes, "
+                f"workers {rec['workers'] or 'n/a'}.", "",
+                "| quantity | client | server | gap | tolerance | agrees | note |", "|---|---|---|---|---|---|---|"]
+        for c in rec["comparisons"]:
+            spec = ".3f" if c["unit"] == "s" else ",.0f"
+            agrees = "-" if c["agrees"] is None else ("yes" if c["agrees"] else "**no**")
+            out.append(f"| {c['quantity']} | {_fmt(c['client'], spec, ' ' + c['unit'])} | "
+                       f"{_fmt(c['server'], spec, ' ' + c['unit'])} | {_fmt(c['gap'], '+' + spec)} | "
+                       f"{_fmt(c['tolerance'], spec)} | {agrees} | {c['note'].replace('|', '/')} |")
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Agent capacity: {report.get('profile', '')}",
@@ -103,8 +124,9 @@ def markdown(report: dict[str, Any]) -> str:
     if notes:
         lines += ["", *notes]
     lines += ["", "## Phases", "", "| # | agents | s | requests | " +
-              " | ".join(f"{t['name']} P25 tok/s / P95 TTFT s" for t in report["tiers"]) + " | power | valid |",
-              "|---|---|---|---|" + "---|" * len(report["tiers"]) + "---|---|"]
+              " | ".join(f"{t['name']} P25 tok/s / P95 TTFT s" for t in report["tiers"])
+              + " | power | client vs server | valid |",
+              "|---|---|---|---|" + "---|" * len(report["tiers"]) + "---|---|---|"]
     for i, p in enumerate(report["phases"], 1):
         cells = [f"{_fmt(t['output_tps_p25'])} / {_fmt(t['ttft_p95_s'], '.2f')} "
                  f"{(t.get('verdict') or ('pass' if t['pass'] else 'fail')).upper()}" for t in p["tiers"]]
@@ -113,7 +135,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {i} | {p['agents']} | {p['duration_s']:.0f} | {finished}"
                      + (f" +{r['in_flight']} in flight" if r.get("in_flight") else "") + " | "
                      + " | ".join(cells) + f" | {_fmt(p['avg_power_w'], ',.0f', ' W')} | "
+                     + ((p.get("reconciliation") or {}).get("headline") or "n/a").replace("|", "/") + " | "
                      + ("yes" if p["valid"] else f"{p.get('status', 'invalid')}: {p['invalid']}") + " |")
+    lines += reconciliation_section(report)
     lines += ["", "Charts: speed_vs_agents.svg, ttft_vs_agents.svg, power_vs_agents.svg.", ""]
     return "\n".join(lines)
 

@@ -38,6 +38,8 @@ def reconcile_lines(s) -> list[str]:
         head = f"client vs server{span}: [$success]reconciled[/]"
     elif s.reconcile_status == "disagree":
         head = f"client vs server{span}: [$error b]DISAGREE[/] " + escape(s.reconcile_reason[:160])
+    elif s.reconcile_status == "undecided":
+        head = f"client vs server{span}: undecided ({escape(s.reconcile_reason)})"
     else:
         head = f"client vs server: [$warning]{escape(s.reconcile_status + ': ' + s.reconcile_reason)}[/]"
     cells = []
