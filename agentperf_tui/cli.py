@@ -33,17 +33,27 @@ def _twin(argv: list[str]) -> int:
     return twin_main(argv)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agentperf-tui",
-        description="How many AI agents can this machine serve, and at what power? (AA-AgentPerf style)",
-    )
-    parser.add_argument("--version", action="version", version=f"agentperf-tui {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _attach_arguments(p: argparse.ArgumentParser, with_url: bool = True) -> None:
+    """--url/--model/--api-key-env/--ready-timeout: point a profile at a server that already runs."""
+    if with_url:
+        p.add_argument("--url", default=None,
+                       help="attach to the server at URL instead of launching the profile's (a root or .../v1)")
+    p.add_argument("--model", default=None, help="model id to request (default: the profile's)")
+    p.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="NAME of the environment variable holding the API key (attached with none named: "
+                        "$SGLANG_API_KEY, then $OPENAI_API_KEY)")
+    p.add_argument("--ready-timeout", type=float, default=None, metavar="S",
+                   help="seconds to wait for an attached server to answer (default: the profile's, 60 when it "
+                        "launches)")
 
-    run = sub.add_parser("run", help="start the profile's server and run agents (dashboard or headless)")
-    run.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
-                     help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
+
+def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None:
+    """The arguments of ``run`` (and ``attach``, whose URL comes first)."""
+    if profile_help:
+        run.add_argument("--profile", dest="profile", default="attach-example", help=profile_help)
+    else:
+        run.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
+                         help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
     run.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
     run.add_argument("--agents", type=int, default=None, help="concurrent agents (default: the profile's)")
     run.add_argument("--duration", type=float, default=None,
@@ -67,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-record", action="store_true", help="do not record the session")
     run.add_argument("--record-dir", type=Path, default=None,
                      help="where sessions are recorded (default ./recordings)")
+    _attach_arguments(run, with_url=not profile_help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentperf-tui",
+        description="How many AI agents can this machine serve, and at what power? (AA-AgentPerf style)",
+    )
+    parser.add_argument("--version", action="version", version=f"agentperf-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the profile's server and run agents (dashboard or headless)")
+    _run_arguments(run)
+    attach = sub.add_parser("attach", help="attach to a server that already runs at URL and run agents (nothing is launched)")
+    attach.add_argument("url", help="the server root or its OpenAI base URL, e.g. http://127.0.0.1:30000 or .../v1")
+    _run_arguments(attach, profile_help="profile whose workload, tiers and run settings to use (default attach-example)")
 
     search = sub.add_parser("search", help="auto-find the largest agent count per SLO tier (agents/GPU, /MW)")
     search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE)
@@ -93,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="agent worker processes (default: automatic; 0 = in-process)")
     search.add_argument("--no-record", action="store_true")
     search.add_argument("--record-dir", type=Path, default=None)
+    _attach_arguments(search)
 
     replay = sub.add_parser("replay", help="replay a recorded session in the dashboard (or headless)")
     replay.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
@@ -104,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="two sessions side by side")
     compare.add_argument("a")
     compare.add_argument("b")
+
+    export = sub.add_parser("export", help="write a recorded session in AIPerf 0.13's layout (and plain CSV)")
+    export.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
+    export.add_argument("--format", choices=("aiperf",), default="aiperf",
+                        help="aiperf: profile_export.jsonl + profile_export_aiperf.json/.csv per run (the whole "
+                             "session, and each valid search phase), plus requests.csv and phases.csv")
+    export.add_argument("--output", type=Path, required=True, help="folder to write (created if missing)")
 
     report = sub.add_parser("report", help="rebuild a search report from a recording")
     report.add_argument("session")
@@ -117,11 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_profile(name: str) -> Any:
-    from agentperf_tui.profile import ProfileError, load_profile
+def _load_profile(name: str, args: argparse.Namespace | None = None) -> Any:
+    """The profile by name or path; with ``--url`` (or ``attach URL``) pointed at that server instead."""
+    import dataclasses
+
+    from agentperf_tui.profile import ProfileError, attached, load_profile
 
     try:
-        return load_profile(name)
+        profile = load_profile(name)
+        url = getattr(args, "url", None)
+        if url:
+            profile = attached(profile, url, model=args.model, api_key_env=args.api_key_env,
+                               ready_timeout_s=args.ready_timeout)
+            if args.command == "attach":
+                profile = dataclasses.replace(profile, name="attach", description=f"attached to {profile.server.url}")
+        elif args is not None and (getattr(args, "model", None) or getattr(args, "api_key_env", None)):
+            raise UsageError("--model and --api-key-env go with --url (or set them in the profile's [server])")
+        return profile
     except ProfileError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -149,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agentperf_tui.runner import options_from_profile
     from agentperf_tui.workload import WorkloadError
 
-    profile = _load_profile(args.profile)
+    profile = _load_profile(args.profile, args)
     headless = args.headless or args.json or not sys.stdout.isatty()
     duration = args.duration
     if duration is None and not headless:
@@ -285,9 +331,10 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
             engine.summary["search"] = session.search_report  # `report SESSION` rebuilds it from the recording
         _finish_recording(recorder, engine.summary)
     if engine.error is not None and not isinstance(engine.error, SystemExit):
+        from agentperf_tui.engine.session import ServerStartError
         from agentperf_tui.telemetry.sampler import PowerSourceError
 
-        if isinstance(engine.error, PowerSourceError):
+        if isinstance(engine.error, PowerSourceError | ServerStartError):
             print(f"agentperf-tui: error: {engine.error}", file=sys.stderr)
             return 2
         print(f"agentperf-tui: engine error: {engine.error}", file=sys.stderr)
@@ -491,6 +538,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from agentperf_tui.record.format import RecordingError
+    from agentperf_tui.report.aiperf_export import export_session
+
+    try:
+        written = export_session(args.session, args.output)
+    except RecordingError as exc:
+        raise UsageError(str(exc)) from exc
+    runs = sorted({p.parent for p in written if p.name == "profile_export.jsonl"})
+    print(f"wrote {len(runs)} AIPerf run folder(s) and requests.csv, phases.csv under {args.output} "
+          f"(aiperf plot {args.output})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "twin":
@@ -498,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
+        if args.command in ("run", "attach"):
             return cmd_run(args)
         if args.command == "profiles":
             return cmd_profiles()
@@ -512,13 +573,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "export":
+            return cmd_export(args)
     except UsageError as exc:
         print(f"agentperf-tui: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        from agentperf_tui.engine.session import ServerStartError
         from agentperf_tui.telemetry.sampler import PowerSourceError
 
-        if not isinstance(exc, PowerSourceError):
+        if not isinstance(exc, PowerSourceError | ServerStartError):
             raise
         print(f"agentperf-tui: error: {exc}", file=sys.stderr)  # the server was stopped on the way out
         return 2

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,53 @@ LAUNCHERS = ("local", "srun", "ssh")
 MODES = ("launch", "attach")
 POLICIES = ("exact", "free")
 BOUNDARIES = ("gpu", "node", "rack")
+
+
+#: Headers the client sets on every request itself (a routing key header may not be one of them).
+RESERVED_HEADERS = frozenset({"content-type", "authorization", "x-request-id", "content-length", "host"})
+#: Where an attached server's API key is looked for when the profile names no variable, in order.
+API_KEY_FALLBACK_ENVS = ("SGLANG_API_KEY", "OPENAI_API_KEY")
+
+
+def server_root(url: str) -> str:
+    """The server's root URL: a trailing slash and an OpenAI-style ``/v1`` suffix removed.
+
+    ``http://host:30000/v1`` (how OpenAI clients, the SGLang cookbook and AIPerf spell a base URL)
+    and ``http://host:30000/`` both become ``http://host:30000``; the client adds
+    ``/v1/chat/completions`` and the probes ``/health_generate``, ``/metrics``.
+    """
+    root = url.strip().rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+def attached(profile: Profile, url: str, *, model: str | None = None, api_key_env: str | None = None,
+             ready_timeout_s: float | None = None) -> Profile:
+    """``profile`` pointed at a server that already runs at ``url``: nothing is launched.
+
+    The profile's workload, tiers, run settings and power boundary are kept; telemetry URLs that
+    name a launched process (``{host}``, ``{port}``, ``{dcgm_port}``) are dropped, and SGLang's
+    metrics are read from ``url``'s ``/metrics``. Raises ProfileError for a URL that is not http(s).
+    """
+    where = "--url"
+    if not re.match(r"https?://[^/\s]+", url.strip()):
+        raise ProfileError(f"{where}: expected an http:// or https:// URL (a server root or its /v1), got {url!r}")
+    if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise ProfileError(f"--api-key-env: expected the NAME of an environment variable holding the key, "
+                           f"not the key ({len(api_key_env)} characters given)")
+    server = replace(profile.server, mode="attach", url=server_root(url), processes=(),
+                     model=model or profile.server.model,
+                     api_key_env=profile.server.api_key_env if api_key_env is None else api_key_env,
+                     ready_timeout_s=ready_timeout_s or (profile.server.ready_timeout_s
+                                                         if profile.server.mode == "attach" else 60.0))
+    t = profile.telemetry
+
+    def fixed(urls: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(u for u in urls if "{" not in u)
+
+    telemetry = replace(t, dcgm_urls=fixed(t.dcgm_urls), node_power_urls=fixed(t.node_power_urls),
+                        rack_power_urls=fixed(t.rack_power_urls),
+                        sglang_metrics_urls=tuple(w for w in t.sglang_metrics_urls if not any("{" in u for u in w)))
+    return replace(profile, server=server, telemetry=telemetry)
 
 
 class ProfileError(ValueError):
@@ -99,6 +146,10 @@ class ServerSpec:
     api_key_env: str = ""
     stop_timeout_s: float = 10.0
     processes: tuple[ProcessSpec, ...] = ()
+    #: The header that carries each agent's trajectory instance (one value per conversation) for a
+    #: session-affine router: X-Correlation-ID (NVIDIA's agentic recipes' nginx), or e.g.
+    #: X-Session-ID (smg --routing-key-headers). Every request also carries X-Request-Id.
+    routing_key_header: str = "X-Correlation-ID"
 
 
 @dataclass(frozen=True)
@@ -345,8 +396,14 @@ def _server(where: str, data: Any) -> ServerSpec:
     api_key_env = t.text("api_key_env", "")
     stop_timeout_s = t.number("stop_timeout_s", 10.0, positive=True)
     sglang_version = t.text("sglang_version", "")
+    routing_key_header = t.text("routing_key_header", "X-Correlation-ID")
     raw_processes = t.tables("processes")
     t.finish()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", routing_key_header):
+        raise t.error("routing_key_header", f"expected an HTTP header name such as 'X-Session-ID', got "
+                                            f"{routing_key_header!r}")
+    if routing_key_header.lower() in RESERVED_HEADERS:
+        raise t.error("routing_key_header", f"{routing_key_header!r} is set by the client itself; pick another")
     if sglang_version and not re.fullmatch(r"\d+\.\d+(\.\d+)?([.\w-]*)", sglang_version):
         raise t.error("sglang_version", f"expected a version such as '0.5.23', got {sglang_version!r}")
     if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
@@ -363,6 +420,7 @@ def _server(where: str, data: Any) -> ServerSpec:
             raise t.error("processes", "mode = 'attach' launches nothing; remove [[server.processes]]")
     if not re.match(r"https?://", url) and url:
         raise t.error("url", f"expected an http:// or https:// URL, got {url!r}")
+    url = server_root(url)
     _check_placeholders(t, "url", [url], {"host", "port", "dcgm_port"})
     names: set[str] = set()
     processes = tuple(_process(where, i, p, names) for i, p in enumerate(raw_processes))
@@ -385,6 +443,7 @@ def _server(where: str, data: Any) -> ServerSpec:
         api_key_env=api_key_env,
         stop_timeout_s=stop_timeout_s,
         processes=processes,
+        routing_key_header=routing_key_header,
     )
 
 

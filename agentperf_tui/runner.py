@@ -86,8 +86,11 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             use_nvml=telemetry.nvml, boundary=telemetry.power_boundary, stop=supervisor.stop,
             pids=lambda: list(supervisor.pids), version=str(info.get("version", "")),
             fingerprint=server_fingerprint(info) if info else "", api_key=api_key,
-            twin=any("agentperf_tui.twin" in arg for proc in profile.server.processes for arg in proc.argv),
+            # launched as the twin, or attached to one (its /server_info carries a "twin" block)
+            twin=any("agentperf_tui.twin" in arg for proc in profile.server.processes for arg in proc.argv)
+            or isinstance(info.get("twin"), dict),
             launch_argv=[list(proc.argv) for proc in profile.server.processes],
+            routing_key_header=profile.server.routing_key_header,
             node_power_urls=node_urls, rack_power_urls=rack_urls,
             redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env,
             metrics_sources=metrics_sources if telemetry.sglang_metrics else [],

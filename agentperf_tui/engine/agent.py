@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agentperf_tui.engine.client import StreamResult, Timeouts, stream_chat
+from agentperf_tui.engine.client import ROUTING_HEADER, StreamResult, Timeouts, stream_chat
 from agentperf_tui.engine.records import FAILED, OK, RequestRecord
 from agentperf_tui.tokens import estimate_prompt_tokens
 from agentperf_tui.workload.model import Trajectory, Turn
@@ -120,7 +120,7 @@ class Agent:
     def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: aiohttp.ClientSession,
                  url: str, model: str, policy: str, run_salt: str, seed: int, timeouts: Timeouts,
                  on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None,
-                 warm_start: bool = False):
+                 warm_start: bool = False, routing_header: str = ROUTING_HEADER):
         self.s = state
         self.trajectories = trajectories
         self.session = session
@@ -134,6 +134,7 @@ class Agent:
         self.resume = resume
         self.extra_body = extra_body or {}
         self.warm_start = warm_start
+        self.routing_header = routing_header
 
     async def run(self) -> None:
         s = self.s
@@ -181,7 +182,8 @@ class Agent:
             s.current = result  # filled in place: the table shows prefill until the first token, then decode
             try:
                 result = await stream_chat(self.session, self.url, orjson.dumps(body), self.timeouts,
-                                           keep_text=self.policy == "free", result=result, session_id=salt)
+                                           keep_text=self.policy == "free", result=result, correlation_id=salt,
+                                           routing_header=self.routing_header)
             finally:
                 s.current = None
             self._record(trajectory, k, turn, messages, result)
@@ -221,6 +223,7 @@ class Agent:
             status=FAILED if failed else OK, cause=cause,
             dispatch_delay_s=max(0.0, result.t_send - s.ready_at) if s.ready_at else 0.0,
             usage=result.prompt_tokens is not None and result.completion_tokens is not None,
+            request_id=result.request_id, correlation_id=result.correlation_id,
             streamed_chunks=result.counted_deltas,
         )
         s.requests += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class StreamResult:
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     keep_text: bool = False
+    request_id: str = ""
+    correlation_id: str = ""
 
     @property
     def output_tokens(self) -> int:
@@ -77,17 +80,23 @@ def make_session(api_key: str | None = None) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None), json_serialize=lambda o: orjson.dumps(o).decode())
 
 
-SESSION_HEADER = "X-Session-ID"
+REQUEST_ID_HEADER = "X-Request-Id"
+CORRELATION_HEADER = "X-Correlation-ID"
+ROUTING_HEADER = CORRELATION_HEADER  # the default routing-key header ([server] routing_key_header)
 
 
 async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | bytes,
                       timeouts: Timeouts = Timeouts(), keep_text: bool = False,
-                      result: StreamResult | None = None, session_id: str = "") -> StreamResult:
+                      result: StreamResult | None = None, correlation_id: str = "",
+                      routing_header: str = ROUTING_HEADER) -> StreamResult:
     """POST a streaming chat completion and time it. Never raises (except cancellation).
 
-    ``session_id`` goes out as ``X-Session-ID`` (one value per conversation): the header a
-    session-affinity router hashes on (smg ``--routing-key-headers x-session-id``, the AgentX
-    recipes' nginx); servers that do not route on it ignore it.
+    Every request carries a fresh ``X-Request-Id`` (kept in the result, so the record joins the
+    server's and the router's logs). ``correlation_id`` (one value per conversation) goes out as
+    ``X-Correlation-ID`` and, when a profile names another routing-key header (smg
+    ``--routing-key-headers x-session-id``), under that name too: the header a session-affine
+    router hashes on (NVIDIA's agentic recipes' nginx uses X-Correlation-ID). Servers that do not
+    route on them ignore them.
 
     ``result``, when given, is filled in place while the request runs (the agent's live view).
     """
@@ -96,11 +105,17 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
         result = StreamResult(t_send=0.0)
     result.t_send = time.monotonic()
     result.keep_text = keep_text
+    result.request_id = uuid.uuid4().hex
+    result.correlation_id = correlation_id
+    headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: result.request_id}
+    if correlation_id:
+        headers[CORRELATION_HEADER] = correlation_id
+        if routing_header and routing_header.lower() != CORRELATION_HEADER.lower():
+            headers[routing_header] = correlation_id
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.total_s
     try:
         async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)) as limit:
-            headers = {"Content-Type": "application/json", **({SESSION_HEADER: session_id} if session_id else {})}
             async with session.post(url, data=payload, headers=headers) as resp:
                 if resp.status != 200:
                     text = (await resp.read())[:300].decode(errors="replace")

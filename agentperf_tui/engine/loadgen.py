@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 
 from agentperf_tui.engine.agent import Agent, AgentState
-from agentperf_tui.engine.client import Timeouts, make_session
+from agentperf_tui.engine.client import ROUTING_HEADER, Timeouts, make_session
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.workload.model import Workload
 
@@ -28,7 +28,7 @@ class LoadGenerator:
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
                  salt: bool = True, run_salt: str | None = None, id_first: int = 0, id_stride: int = 1,
-                 warm_start: bool = False):
+                 warm_start: bool = False, routing_header: str = ROUTING_HEADER):
         if not workload.trajectories:
             raise ValueError(f"workload {workload.name!r} has no trajectories")
         self.workload = workload
@@ -41,6 +41,7 @@ class LoadGenerator:
         self.api_key = api_key
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
+        self.routing_header = routing_header
         self.warm_start = warm_start  # each agent joins its first trajectory at a random turn
         self.run_salt = run_salt or (uuid.uuid4().hex[:12] if salt else "nosalt")
         self.agents: dict[int, AgentState] = {}
@@ -126,7 +127,8 @@ class LoadGenerator:
         self.agents[aid] = state
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,
                       policy=self.policy, run_salt=self.run_salt, seed=self.seed, timeouts=self.timeouts,
-                      on_record=self.on_record, resume=self._resume, warm_start=self.warm_start)
+                      on_record=self.on_record, resume=self._resume, warm_start=self.warm_start,
+                      routing_header=self.routing_header)
         task = asyncio.create_task(self._run(agent, delay), name=f"agent-{aid}")
         self._tasks[aid] = task
 

@@ -36,6 +36,8 @@ class RequestRecord:
     #: chunk arrived); False when they are the client's estimate / count of streamed deltas.
     usage: bool = False
     streamed_chunks: int = 0  # SSE events that carried a token (each carries at least one)
+    request_id: str = ""  # sent as X-Request-Id: joins this record to the server's and router's logs
+    correlation_id: str = ""  # sent as X-Correlation-ID: the agent's trajectory instance (one conversation)
 
     @property
     def ok(self) -> bool:
@@ -67,7 +69,8 @@ class RequestRecord:
             "output_tokens": self.output_tokens, "target_tokens": self.target_tokens, "t_send": self.t_send,
             "t_first": self.t_first, "t_last": self.t_last, "t_end": self.t_end, "status": self.status,
             "cause": self.cause, "dispatch_delay_s": self.dispatch_delay_s, "usage": self.usage,
-            "streamed_chunks": self.streamed_chunks,
+            "streamed_chunks": self.streamed_chunks, "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
         }
 
     @classmethod
@@ -75,4 +78,5 @@ class RequestRecord:
         return cls(row["agent"], row["trajectory"], row["turn"], row["turns"], row["prompt_tokens"],
                    row["cached_tokens"], row["output_tokens"], row["target_tokens"], row["t_send"],
                    row["t_first"], row["t_last"], row["t_end"], row["status"], row["cause"],
-                   row.get("dispatch_delay_s", 0.0), row.get("usage", False), row.get("streamed_chunks", 0))
+                   row.get("dispatch_delay_s", 0.0), row.get("usage", False), row.get("streamed_chunks", 0),
+                   row.get("request_id", ""), row.get("correlation_id", ""))

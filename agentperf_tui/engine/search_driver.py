@@ -256,6 +256,7 @@ class SearchDriver:
         done = sut.trajectories_done(t0, t_end)
         return {
             "agents": agents, "repeat": repeat, "status": status, "valid": status == "valid",
+            "window_t0": t0, "window_t1": t_end,  # the SUT's clock (monotonic s): which records were the phase's
             "invalid": "; ".join(invalid) or insufficient,
             "ramp_s": round(t0 - t_change - s.settle_s, 2), "settle_s": s.settle_s,
             "duration_s": round(window, 2), "drain_s": round(sut.now() - t_end, 2),

@@ -46,7 +46,12 @@ DISPATCH_P99_INVALID_MS = 50.0
 CONCURRENCY_HELD_MIN = 0.98
 TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin process is the bottleneck
 RECONCILE_EVERY_S = 5.0  # the live client-vs-server comparison (over the live window) is redone this often
-SEARCH_INCOMPLETE_EXIT = 3  # a search that stopped early or left a tier unresolved
+SEARCH_INCOMPLETE_EXIT = 3
+
+
+class ServerStartError(RuntimeError):
+    """The server never became ready (or exited while starting): nothing was measured."""
+  # a search that stopped early or left a tier unresolved
 
 
 @dataclass
@@ -87,6 +92,7 @@ class ServerHandle:
     fingerprint: str = ""
     api_key: str | None = None
     twin: bool = False  # the digital twin, not a real SGLang: its numbers are simulated
+    routing_key_header: str = "X-Correlation-ID"  # each agent's conversation id goes out under it too
     launch_argv: list[list[str]] = field(default_factory=list)  # what was launched (templates, no secrets)
     node_power_urls: list[str] = field(default_factory=list)  # Redfish BMCs (node boundary)
     rack_power_urls: list[str] = field(default_factory=list)  # Redfish rack manager / PDU (rack boundary)
@@ -408,7 +414,14 @@ class Session:
             self.event(f"workload {workload.name}: {len(workload.trajectories)} trajectories")
             frame_task = asyncio.create_task(self._frame_clock())
             self.event(f"starting server for profile {self.profile_name}")
-            self.server = await self._start_server()
+            try:
+                self.server = await self._start_server()
+            except Exception as exc:  # not ready in time, exited, port taken: the run never started
+                self.server_state = "failed"
+                self.stop_reason = f"server failed to start: {exc}"
+                self.exit_code = 2
+                self.event(self.stop_reason)
+                raise ServerStartError(str(exc)) from exc
             if self.server is None:
                 return self._finish()
             self.server_state = "ready"
@@ -418,7 +431,8 @@ class Session:
                 workload, base_url=self.server.base_url, model=self.server.model, policy=self.options.policy,
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
                 api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt,
-                workers=self.options.workers, warm_start=self.options.warm_start)
+                workers=self.options.workers, warm_start=self.options.warm_start,
+                routing_header=self.server.routing_key_header)
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
                 self._set_target(self.search_settings.start_agents)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import psutil
 
-from agentperf_tui.engine.client import Timeouts
+from agentperf_tui.engine.client import ROUTING_HEADER, Timeouts
 from agentperf_tui.engine.loadgen import LoadGenerator
 from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.records import RequestRecord
@@ -48,6 +48,7 @@ class WorkerSpec:
     api_key: str | None
     run_salt: str
     warm_start: bool = False
+    routing_header: str = ROUTING_HEADER
 
 
 def _agent_row(a: Any) -> list[Any]:
@@ -66,6 +67,7 @@ async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
 
     lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
                        seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key, on_record=on_record,
+                       routing_header=spec.routing_header,
                        run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS, warm_start=spec.warm_start)
     stop = asyncio.Event()
     generation = -1

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
-from agentperf_tui.profile import Profile
+from agentperf_tui.profile import API_KEY_FALLBACK_ENVS, Profile
 from agentperf_tui.server.launch_plan import LaunchCommand, build_launch_plan, connect_host, substitute
 from agentperf_tui.server.launch_plan import worker_urls as plan_worker_urls
 from agentperf_tui.server.probe import wait_ready
@@ -153,8 +153,14 @@ class Supervisor:
 
     @property
     def api_key(self) -> str | None:
+        """The key from the variable the profile names; attached with none named, the first of
+        ``SGLANG_API_KEY`` / ``OPENAI_API_KEY`` that is set (what OpenAI clients and SGLang read)."""
         name = self.profile.server.api_key_env
-        return self.base_env.get(name) or os.environ.get(name) if name else None
+        if name:
+            return self.base_env.get(name) or os.environ.get(name) or None
+        if self.attach:
+            return next((os.environ[n] for n in API_KEY_FALLBACK_ENVS if os.environ.get(n)), None)
+        return None
 
     def resolve(self, template: str) -> str:
         """Fill {host} (as a connect address), {port} and {dcgm_port} into a URL template."""

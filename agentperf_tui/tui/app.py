@@ -95,6 +95,7 @@ class AgentPerfApp(App[int]):
         self._pending: Frame | None = None
         self._maximized: str | None = None
         self._log_pending: list[str] = []
+        self._start_failure_shown = False
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -169,6 +170,13 @@ class AgentPerfApp(App[int]):
             self.query_one(ServerPanel).update_frame(frame)
             self.query_one(SearchPanel).update_frame(frame)
             self._log_pending.extend(frame.events)
+            if frame.server.state == "failed" and not self._start_failure_shown:
+                # the run never started: say why where the operator looks, until they quit
+                self._start_failure_shown = True
+                why = next((e for e in reversed(frame.events) if "server failed to start" in e),
+                           "server failed to start (see the Log panel)")
+                self.notify(why.split("server failed to start: ", 1)[-1] + "\nPress q to quit.",
+                            title="server failed to start", severity="error", timeout=3600)
 
     def _flush_log(self) -> None:
         """Log lines go to the Log panel once a second: each write re-lays out the log."""

@@ -60,7 +60,8 @@ class ServerPanel(Static):
     def update_frame(self, frame: Frame) -> None:
         s = frame.server
         c = frame.client
-        lines = [f"[b]{s.state}[/b]  {s.url}  {s.version}"]
+        state = f"[$error b]{s.state.upper()}[/]" if s.state == "failed" else f"[b]{s.state}[/b]"
+        lines = [f"{state}  {s.url}  {s.version}"]
         if s.twin_tokens:
             lines.append(f"twin tokens: {s.twin_tokens}")
         if s.metrics_sources_total > 1 or s.metrics_sources_ok < s.metrics_sources_total:
