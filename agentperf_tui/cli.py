@@ -33,6 +33,14 @@ def _twin(argv: list[str]) -> int:
     return twin_main(argv)
 
 
+def _prometheus_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prometheus-port", type=int, default=None, metavar="PORT",
+                   help="serve the run's own metrics (agents, per-tier P25 speed / P95 TTFT / verdict, tokens/s, "
+                        "power, agents/MW, validity) as Prometheus text on PORT (0: any free port)")
+    p.add_argument("--prometheus-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address for --prometheus-port (default 127.0.0.1, loopback only)")
+
+
 def _attach_arguments(p: argparse.ArgumentParser, with_url: bool = True) -> None:
     """--url/--model/--api-key-env/--ready-timeout: point a profile at a server that already runs."""
     if with_url:
@@ -78,6 +86,7 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
     run.add_argument("--record-dir", type=Path, default=None,
                      help="where sessions are recorded (default ./recordings)")
     _attach_arguments(run, with_url=not profile_help)
+    _prometheus_arguments(run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no-record", action="store_true")
     search.add_argument("--record-dir", type=Path, default=None)
     _attach_arguments(search)
+    _prometheus_arguments(search)
 
     replay = sub.add_parser("replay", help="replay a recorded session in the dashboard (or headless)")
     replay.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
@@ -246,15 +256,32 @@ def _start_recording(profile: Any, options: Any, args: argparse.Namespace) -> An
     return SessionRecorder(directory, header)
 
 
-def _attach_recorder(session: Any, recorder: Any) -> None:
-    if recorder is None:
-        return
-    session.sinks.append(recorder.on_frame)
-    session.record_sinks.append(recorder.on_record)
-    session.phase_sinks.append(recorder.on_phase)
+def _attach_sinks(session: Any, recorder: Any, args: argparse.Namespace) -> Any:
+    """The recorder's sinks, and the Prometheus exporter with --prometheus-port (returned, or None)."""
+    if recorder is not None:
+        session.sinks.append(recorder.on_frame)
+        session.record_sinks.append(recorder.on_record)
+        session.phase_sinks.append(recorder.on_phase)
+    port = getattr(args, "prometheus_port", None)
+    if port is None:
+        return None
+    from agentperf_tui.prometheus import PrometheusExporter
+
+    try:
+        exporter = PrometheusExporter(port, args.prometheus_addr)
+    except OSError as exc:
+        if recorder is not None:
+            recorder.close()
+        raise UsageError(f"--prometheus-port {port}: cannot listen on {args.prometheus_addr}:{port}: "
+                         f"{exc.strerror or exc}") from exc
+    session.sinks.append(exporter.on_frame)
+    print(f"prometheus: the run's metrics at {exporter.url}", file=sys.stderr)
+    return exporter
 
 
-def _finish_recording(recorder: Any, summary: dict[str, Any] | None) -> None:
+def _finish_recording(recorder: Any, summary: dict[str, Any] | None, exporter: Any = None) -> None:
+    if exporter is not None:
+        exporter.close()
     if recorder is None:
         return
     if summary is not None:
@@ -293,12 +320,12 @@ def _run_headless(profile: Any, options: Any, args: argparse.Namespace) -> int:
     recorder = _start_recording(profile, options, args)
     session = build_session(profile, options, sinks=[printer],
                             log_dir=recorder.directory if recorder else None)
-    _attach_recorder(session, recorder)
+    exporter = _attach_sinks(session, recorder, args)
     summary: dict[str, Any] | None = None
     try:
         summary, received = _run_async_with_signals(session)
     finally:
-        _finish_recording(recorder, summary)
+        _finish_recording(recorder, summary, exporter)
     printer.summary(summary)
     _write_summary(args.summary, summary)
     if recorder is not None and not args.json:
@@ -317,7 +344,7 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
     recorder = _start_recording(profile, options, args)
     session = build_session(profile, options, log_dir=recorder.directory if recorder else None)
     session.search_settings = search_settings
-    _attach_recorder(session, recorder)
+    exporter = _attach_sinks(session, recorder, args)
     app = AgentPerfApp(session, title=f"agentperf-tui - {profile.name}", fps=options.frame_hz,
                        search_available=True, handle_signals=True)
     session.sinks.append(app.frame_sink)
@@ -329,7 +356,7 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
         engine.stop()
         if engine.summary is not None and session.search_report is not None:
             engine.summary["search"] = session.search_report  # `report SESSION` rebuilds it from the recording
-        _finish_recording(recorder, engine.summary)
+        _finish_recording(recorder, engine.summary, exporter)
     if engine.error is not None and not isinstance(engine.error, SystemExit):
         from agentperf_tui.engine.session import ServerStartError
         from agentperf_tui.telemetry.sampler import PowerSourceError
@@ -382,14 +409,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     recorder = _start_recording(profile, options, args)
     session = build_session(profile, options, sinks=[printer], log_dir=recorder.directory if recorder else None)
     session.search_settings = settings
-    _attach_recorder(session, recorder)
+    exporter = _attach_sinks(session, recorder, args)
     summary: dict[str, Any] | None = None
     try:
         summary, received = _run_async_with_signals(session)
         if summary is not None and session.search_report is not None:
             summary["search"] = session.search_report
     finally:
-        _finish_recording(recorder, summary)
+        _finish_recording(recorder, summary, exporter)
     report = session.search_report
     if report is None:
         print("agentperf-tui: search produced no report: " + (session.stop_reason or "unknown"), file=sys.stderr)

@@ -211,3 +211,43 @@ def test_the_export_loads_with_aiperfs_own_models(tmp_path: Path):
     from aiperf.common.models.export_models import JsonExportData
 
     JsonExportData.model_validate_json((tmp_path / "out" / "run" / "profile_export_aiperf.json").read_bytes())
+
+
+# -- live metrics for Prometheus --------------------------------------------------------------------------
+
+def test_a_live_run_serves_its_own_metrics_to_prometheus_on_loopback(tmp_path: Path):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([sys.executable, "-m", "agentperf_tui", "run", "twin-h200", "--headless", "--duration", "25",
+                            "--agents", "4", "--settle", "2", "--no-record", "--prometheus-port", str(port)],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples: dict[str, list] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+                continue
+            samples = {f.name: f.samples for f in text_string_to_metric_families(text)}
+            if samples.get("agentperf_requests") and samples["agentperf_requests"][0].value > 0 \
+                    and samples.get("agentperf_tier_ttft_p95_seconds"):
+                break
+            time.sleep(0.5)
+    finally:
+        run.terminate()
+        _, err = run.communicate(timeout=30)
+    assert samples, f"no metrics served; stderr: {err[-1500:]}"
+    target = samples["agentperf_agents_target"][0]
+    assert target.value == 4 and target.labels == {"profile": "twin-h200", "twin": "true"}
+    assert {s.labels["tier"] for s in samples["agentperf_tier_ttft_p95_seconds"]} == {"tier1", "tier2", "tier3"}
+    verdicts = [s for s in samples["agentperf_tier_verdict"] if s.labels["tier"] == "tier1"]
+    assert sorted(s.labels["verdict"] for s in verdicts) == ["fail", "pass", "undecided"]
+    assert sum(s.value for s in verdicts) == 1.0  # exactly the current one
+    assert "agentperf_client_valid" in samples and "agentperf_output_tokens_per_second" in samples
+    assert f"prometheus: the run's metrics at http://127.0.0.1:{port}/metrics" in err

@@ -173,3 +173,25 @@ async def test_search_panel_shows_a_stopped_search_and_undecided_verdicts():
         text = app.query_one(SearchPanel)._agentperf_last
     assert "stopped: aborted by operator" in text and "ETA" not in text
     assert "max 32 agents (undecided at 64)" in text and "1:?" in text
+
+
+async def test_a_server_that_failed_to_start_is_an_error_state_not_a_frozen_starting():
+    import dataclasses
+
+    controller = NullController(load_running=False)
+    app = AgentPerfApp(controller)
+    frame = make_frame(0)
+    frame = dataclasses.replace(
+        frame, server=dataclasses.replace(frame.server, state="failed"),
+        events=("server failed to start: server at http://127.0.0.1:1 not ready after 2 s: "
+                "/health_generate -> connection refused",))
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(frame)
+        await pilot.pause()
+        notes = list(app._notifications)
+        assert len(notes) == 1 and notes[0].severity == "error"
+        assert "connection refused" in notes[0].message and "http://127.0.0.1:1" in notes[0].message
+        assert "FAILED" in str(app.query_one(ServerPanel).render())
+        app.apply_frame(frame)  # said once, not once per frame
+        await pilot.pause()
+        assert len(list(app._notifications)) == 1
