@@ -40,6 +40,10 @@ POLICIES = ("exact", "free")
 BOUNDARIES = ("gpu", "node", "rack")
 
 
+#: AA's standard sampling preset (aa-agentperf-local replay/config.py STANDARD_*), sent by default.
+STANDARD_SAMPLING = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
+SAMPLING_PRESETS = ("standard", "custom", "server")
+
 #: Headers the client sets on every request itself (a routing key header may not be one of them).
 RESERVED_HEADERS = frozenset({"content-type", "authorization", "x-request-id", "content-length", "host"})
 #: Where an attached server's API key is looked for when the profile names no variable, in order.
@@ -159,6 +163,26 @@ class WorkloadSpec:
     seed: int = 1
     trajectories: int = 64
     salt: bool = True
+    #: "standard": AA's preset (temperature 0.7, top_p 0.8, top_k 20, min_p 0; replay/config.py),
+    #: any value given below overriding it; "custom": only the values given; "server": none sent
+    sampling: str = "standard"
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    reasoning_effort: str = ""  # e.g. "max" (MLPerf's DeepSeek-V4-Pro setting); empty: not sent
+
+    def request_settings(self) -> dict[str, Any]:
+        """What goes into every request body beside the messages (recorded in every summary)."""
+        if self.sampling == "server":
+            return {"reasoning_effort": self.reasoning_effort} if self.reasoning_effort else {}
+        values: dict[str, Any] = dict(STANDARD_SAMPLING) if self.sampling == "standard" else {}
+        for key in ("temperature", "top_p", "top_k", "min_p"):
+            if getattr(self, key) is not None:
+                values[key] = getattr(self, key)
+        if self.reasoning_effort:
+            values["reasoning_effort"] = self.reasoning_effort
+        return values
 
 
 @dataclass(frozen=True)
@@ -449,12 +473,33 @@ def _server(where: str, data: Any) -> ServerSpec:
 
 def _workload(where: str, data: Any) -> WorkloadSpec:
     t = _Table(where, "workload", data)
+
+    def optional(key: str, kind: str) -> Any:
+        if key not in t.data:
+            t.seen.add(key)
+            return None
+        if kind == "int":
+            value = t.integer(key, 0, minimum=1)
+        else:
+            value = t.number(key, 0.0, non_negative=True)
+        if key in ("top_p", "min_p") and value > 1:
+            raise t.error(key, f"expected a value in 0..1, got {value:g}")
+        if key == "top_p" and value == 0:
+            raise t.error(key, "expected > 0")
+        return value
+
     w = WorkloadSpec(
         source=t.text("source", "synthetic"),
         policy=t.text("policy", "exact", POLICIES),
         seed=t.integer("seed", 1),
         trajectories=t.integer("trajectories", 64, minimum=1),
         salt=t.flag("salt", True),
+        sampling=t.text("sampling", "standard", SAMPLING_PRESETS),
+        temperature=optional("temperature", "float"),
+        top_p=optional("top_p", "float"),
+        top_k=optional("top_k", "int"),
+        min_p=optional("min_p", "float"),
+        reasoning_effort=t.text("reasoning_effort", ""),
     )
     t.finish()
     if not w.source:

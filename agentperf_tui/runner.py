@@ -23,6 +23,7 @@ def options_from_profile(profile: Profile, **overrides: Any) -> RunOptions:
         agents=run.agents, duration_s=run.duration_s, frame_hz=run.frame_hz, ramp_s=run.ramp_s,
         seed=profile.workload.seed, policy=profile.workload.policy, salt=profile.workload.salt,
         synthetic_trajectories=profile.workload.trajectories,
+        request_settings=profile.workload.request_settings(),
         timeouts=Timeouts(first_byte_s=run.first_byte_timeout_s, chunk_s=run.chunk_timeout_s,
                           total_s=run.request_timeout_s),
     )
@@ -43,6 +44,16 @@ def workload_spec(profile: Profile, options: RunOptions) -> str | None:
     if not path.is_absolute() and profile.path is not None:
         path = Path(profile.path).parent / path
     return str(path)
+
+
+def _context_length(info: dict[str, Any]) -> int | None:
+    """The server's context length from /server_info (SGLang: ``context_length`` when set at launch,
+    always ``max_req_input_len`` = context - 1)."""
+    value = info.get("context_length")
+    if isinstance(value, int) and value > 0:
+        return value
+    limit = info.get("max_req_input_len")
+    return limit + 1 if isinstance(limit, int) and limit > 0 else None
 
 
 def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] | None = None,
@@ -91,6 +102,7 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             or isinstance(info.get("twin"), dict),
             launch_argv=[list(proc.argv) for proc in profile.server.processes],
             routing_key_header=profile.server.routing_key_header,
+            context_length=_context_length(info),
             node_power_urls=node_urls, rack_power_urls=rack_urls,
             redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env,
             metrics_sources=metrics_sources if telemetry.sglang_metrics else [],

@@ -235,13 +235,39 @@ def test_lines_group_by_conversation_and_order_by_idx(tmp_path: Path):
     assert ta.metadata["task_id"] == "a"
 
 
-def test_broken_prefix_chain_is_a_warning_not_an_error(tmp_path: Path):
+def swe_style(turns: int) -> list[dict[str, Any]]:
+    """SWE-style rows: each call ends with a temporary user message the next call does not carry."""
+    history: list[dict[str, Any]] = [{"role": "system", "content": "sys"}, {"role": "user", "content": "fix the bug"}]
+    rows = []
+    for k in range(turns):
+        rows.append(row(k, history + [{"role": "user", "content": f"Tool-call turn {k + 1} of 100"}]))
+        history = history + [
+            {"role": "assistant", "content": None, "reasoning_content": "thinking",
+             "tool_calls": [{"id": f"c{k}", "type": "function", "function": {"name": "bash", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": f"c{k}", "content": f"output {k}"},
+        ]
+    return rows
+
+
+def test_a_non_prefix_swe_style_trace_loads_without_warnings_and_knows_what_it_shares(tmp_path: Path):
+    trajectories, warnings = load_trace(write_jsonl(tmp_path / "t.jsonl", swe_style(4)))
+    assert warnings == []
+    turns = trajectories[0].turns
+    assert [len(t.messages) for t in turns] == [3, 5, 7, 9]
+    assert [t.previous_prefix for t in turns] == [None, 2, 4, 6]  # the temporary user message is dropped
+    assert turns[1].messages[0] is turns[0].messages[0]  # shared objects, not copies
+    assert turns[0].recorded_assistant is not None and turns[0].recorded_assistant["tool_calls"][0]["id"] == "c0"
+    # only AA's wire keys go out: reasoning_content is dropped as AA's RequestMessage does
+    assert "reasoning_content" not in turns[1].messages[2] and turns[1].messages[2]["content"] is None
+
+
+def test_an_edited_history_shares_only_the_unchanged_messages(tmp_path: Path):
     rows = chain(3)
     rows[2]["messages"][1] = {"role": "user", "content": "edited history"}
     trajectories, warnings = load_trace(write_jsonl(tmp_path / "t.jsonl", rows))
-    assert trajectories[0].turn_count == 3
-    assert len(warnings) == 1 and warnings[0].startswith(f"{tmp_path / 't.jsonl'}:3: messages do not extend")
+    assert trajectories[0].turn_count == 3 and warnings == []
     assert trajectories[0].turns[2].messages[1]["content"] == "edited history"
+    assert trajectories[0].turns[2].previous_prefix == 1
 
 
 def test_repeated_conversation_idx_is_an_error(tmp_path: Path):

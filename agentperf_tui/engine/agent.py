@@ -92,16 +92,26 @@ class AgentState:
 
 
 def salted(messages: tuple[dict[str, Any], ...] | list[dict[str, Any]], salt: str) -> list[dict[str, Any]]:
-    """Messages with the salt on the first message (a copy; the trajectory stays untouched)."""
+    """Messages with the salt at the start of the first message (a copy; the trajectory stays
+    untouched), where AA's cache isolation puts its namespace (replay/cache_isolation.py
+    ``isolate_messages``): before a string content, as a leading text part of a list content,
+    as the content when there is none. The message count never changes (the ``free`` policy
+    splices answers in by position)."""
     out = list(messages)
     if not out:
-        return out
+        return [{"role": "system", "content": f"[session {salt}]"}]
     first = out[0]
     content = first.get("content")
+    tag = f"[session {salt}] "
     if isinstance(content, str):
-        out[0] = {**first, "content": f"[session {salt}] {content}"}
+        salted_content: Any = tag + content
+    elif isinstance(content, list):
+        salted_content = [{"type": "text", "text": tag}, *content]
+    elif content is None:
+        salted_content = tag.rstrip()
     else:
-        out.insert(0, {"role": "system", "content": f"[session {salt}]"})
+        salted_content = tag + str(content)
+    out[0] = {**first, "content": salted_content}
     return out
 
 
@@ -120,7 +130,7 @@ class Agent:
     def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: aiohttp.ClientSession,
                  url: str, model: str, policy: str, run_salt: str, seed: int, timeouts: Timeouts,
                  on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None,
-                 warm_start: bool = False, routing_header: str = ROUTING_HEADER):
+                 warm_start: bool = False, routing_header: str = ROUTING_HEADER, ordinal: int | None = None):
         self.s = state
         self.trajectories = trajectories
         self.session = session
@@ -129,6 +139,10 @@ class Agent:
         self.policy = policy
         self.run_salt = run_salt
         self.rng = random.Random(seed * 1_000_003 + state.agent_id)
+        # agents start on distinct trajectories, round robin in workload order (rotated by the
+        # seed), so a short run with as many agents as tasks sends every task
+        self.first_index = ((state.agent_id if ordinal is None else ordinal) + random.Random(seed).randrange(max(1, len(trajectories)))) % max(
+            1, len(trajectories))
         self.timeouts = timeouts
         self.on_record = on_record
         self.resume = resume
@@ -139,7 +153,7 @@ class Agent:
     async def run(self) -> None:
         s = self.s
         s.started = True
-        index = self.rng.randrange(len(self.trajectories))
+        index = self.first_index
         first = True
         while not s.retiring:
             trajectory = self.trajectories[index % len(self.trajectories)]
@@ -190,8 +204,13 @@ class Agent:
             if self.policy == "free":
                 history = messages + [result.assistant_message()]
             previous = turn
-            if result.error and result.t_first is None:
-                await asyncio.sleep(ERROR_BACKOFF_S)  # a dead server must not become a busy loop
+            if result.error:
+                # AA (replay/runner.py _run_turn): a failed request produced no tool calls, so no
+                # tool time follows it; a dead server must still not become a busy loop
+                if result.t_first is None:
+                    await asyncio.sleep(ERROR_BACKOFF_S)
+                s.ready_at = time.monotonic()
+                continue
             s.state = TOOL
             s.ready_at = time.monotonic() + turn.tool_delay_s
             await asyncio.sleep(turn.tool_delay_s)
@@ -199,8 +218,15 @@ class Agent:
     def _messages(self, turn: Turn, previous: Turn | None, history: list[dict[str, Any]] | None,
                   salt: str) -> list[dict[str, Any]]:
         if self.policy == "free" and history is not None and previous is not None:
-            # the model's own answer replaces the recorded one; recorded tool results follow it
-            return history + list(turn.messages[len(previous.messages) + 1:])
+            # the model's own answer replaces the recorded one where the recording has its answer
+            # (right after the messages this call shares with the previous one); the recorded tool
+            # results and the rest of this call follow it
+            shared = len(previous.messages) if turn.previous_prefix is None else turn.previous_prefix
+            sent, answer = history[:-1], history[-1]
+            recorded = turn.messages
+            if shared < len(recorded) and recorded[shared].get("role") == "assistant" and shared <= len(sent):
+                return sent[:shared] + [answer] + list(recorded[shared + 1:])
+            return salted(recorded, salt)  # no recorded answer to replace: the call as recorded
         return salted(turn.messages, salt)
 
     def _record(self, trajectory: Trajectory, k: int, turn: Turn, messages: list[dict[str, Any]],

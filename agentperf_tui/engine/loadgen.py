@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,8 @@ class LoadGenerator:
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
                  salt: bool = True, run_salt: str | None = None, id_first: int = 0, id_stride: int = 1,
-                 warm_start: bool = False, routing_header: str = ROUTING_HEADER):
+                 warm_start: bool = False, routing_header: str = ROUTING_HEADER,
+                 extra_body: dict[str, Any] | None = None):
         if not workload.trajectories:
             raise ValueError(f"workload {workload.name!r} has no trajectories")
         self.workload = workload
@@ -42,6 +44,7 @@ class LoadGenerator:
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
         self.routing_header = routing_header
+        self.extra_body = dict(extra_body or {})  # sampling settings etc., sent in every request
         self.warm_start = warm_start  # each agent joins its first trajectory at a random turn
         self.run_salt = run_salt or (uuid.uuid4().hex[:12] if salt else "nosalt")
         self.agents: dict[int, AgentState] = {}
@@ -54,6 +57,7 @@ class LoadGenerator:
         self._granted_ids: deque[int] = deque()  # ids handed out by whoever shards the run (grant_ids)
         self._next_id = id_first  # else ids first, first + stride, ...: shards of one run never collide
         self._id_stride = id_stride
+        self._id_first = id_first
         self._resume = asyncio.Event()
         self._resume.set()
         self._session: aiohttp.ClientSession | None = None
@@ -120,15 +124,17 @@ class LoadGenerator:
     def _spawn(self, session: aiohttp.ClientSession, delay: float) -> None:
         if self._granted_ids:
             aid = self._granted_ids.popleft()
+            ordinal = aid  # a sharded run's ids are one dense global range
         else:
             aid = self._next_id
+            ordinal = (aid - self._id_first) // self._id_stride
             self._next_id += self._id_stride
         state = AgentState(aid)
         self.agents[aid] = state
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,
                       policy=self.policy, run_salt=self.run_salt, seed=self.seed, timeouts=self.timeouts,
                       on_record=self.on_record, resume=self._resume, warm_start=self.warm_start,
-                      routing_header=self.routing_header)
+                      routing_header=self.routing_header, ordinal=ordinal, extra_body=self.extra_body)
         task = asyncio.create_task(self._run(agent, delay), name=f"agent-{aid}")
         self._tasks[aid] = task
 

@@ -57,6 +57,7 @@ class RunMetrics:
         self._conc_time = 0.0
         self._last_sample_t: float | None = None
         self.failure_causes: dict[str, int] = {}
+        self.completed_per_trajectory: dict[str, int] = {}  # trajectory (task) id -> completed requests
         self._dispatch: deque[tuple[float, float]] = deque()  # (t_send, dispatch delay s), last 10 s
         self._recent_conc: deque[tuple[float, float]] = deque()  # (t, in-work agents / target), last 10 s
 
@@ -76,6 +77,8 @@ class RunMetrics:
         self.max_context_tokens = max(self.max_context_tokens, record.context_tokens)
         if record.ok:
             self.completed += 1
+            self.completed_per_trajectory[record.trajectory_id] = self.completed_per_trajectory.get(
+                record.trajectory_id, 0) + 1
             if record.turn_index == record.turn_count - 1:
                 self.trajectory_ends.append((record.t_send, record.agent_id))
         else:

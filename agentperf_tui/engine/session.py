@@ -73,6 +73,9 @@ class RunOptions:
     workers: int | None = None  # agent worker processes: None = automatic, 0 = all in-process
     warm_start: bool = False  # agents join their first trajectory at a random turn (steady-state contexts)
     settle_s: float = 30.0  # the steady window opens this long after every agent started (AA: 30 s)
+    #: sent in every request body beside messages: sampling (AA's standard preset by default) and
+    #: reasoning effort, from the profile's [workload] table
+    request_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +96,7 @@ class ServerHandle:
     api_key: str | None = None
     twin: bool = False  # the digital twin, not a real SGLang: its numbers are simulated
     routing_key_header: str = "X-Correlation-ID"  # each agent's conversation id goes out under it too
+    context_length: int | None = None  # the server's context length (tokens), from /server_info
     launch_argv: list[list[str]] = field(default_factory=list)  # what was launched (templates, no secrets)
     node_power_urls: list[str] = field(default_factory=list)  # Redfish BMCs (node boundary)
     rack_power_urls: list[str] = field(default_factory=list)  # Redfish rack manager / PDU (rack boundary)
@@ -142,6 +146,8 @@ class Session:
         self.client_ledger = ClientLedger()
         self.server_ledger = ServerLedger()
         self.live_reconciliation: Reconciliation | None = None
+        self.workload_required_context: int | None = None
+        self.context_warning = ""
         self._last_reconcile = 0.0
         self._twin_problem = ""
         self._host: HostSample | None = None
@@ -259,6 +265,7 @@ class Session:
         return {"workload": o.workload or "synthetic", "seed": o.seed, "policy": o.policy, "salt": o.salt,
                 "warm_start": o.warm_start, "workers": o.workers, "synthetic_trajectories": o.synthetic_trajectories,
                 "twin": bool(server and server.twin),
+                "request_settings": dict(o.request_settings),
                 "server_argv": server.launch_argv if server else []}
 
     def on_phase(self, phase: dict[str, Any]) -> None:
@@ -411,7 +418,8 @@ class Session:
             workload = self.workload_loader()
             for warning in getattr(workload, "warnings", ()):
                 self.event(f"workload: {warning}")
-            self.event(f"workload {workload.name}: {len(workload.trajectories)} trajectories")
+            self.event(f"workload {workload.name}: {workload.describe()}")
+            self.workload_required_context = workload.required_context_tokens
             frame_task = asyncio.create_task(self._frame_clock())
             self.event(f"starting server for profile {self.profile_name}")
             try:
@@ -425,6 +433,11 @@ class Session:
             if self.server is None:
                 return self._finish()
             self.server_state = "ready"
+            need, have = self.workload_required_context, self.server.context_length
+            if need is not None and have is not None and need > have:
+                self.context_warning = (f"the workload needs contexts of up to {need:,} tokens but the server's "
+                                        f"context length is {have:,}: its longest calls will be refused")
+                self.event(f"WARNING: {self.context_warning}")
             self.event(f"server ready at {self.server.base_url} ({self.server.version or 'version unknown'})")
             await self._start_telemetry()
             self.loadgen = ShardedLoad(
@@ -432,7 +445,7 @@ class Session:
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
                 api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt,
                 workers=self.options.workers, warm_start=self.options.warm_start,
-                routing_header=self.server.routing_key_header)
+                routing_header=self.server.routing_key_header, extra_body=self.options.request_settings)
             self._load_t0 = time.monotonic()
             if self.search_settings is not None:
                 self._set_target(self.search_settings.start_agents)

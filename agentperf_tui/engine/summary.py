@@ -47,7 +47,8 @@ def build_summary(session: Session, now: float) -> dict[str, Any]:
         "held_agents_recent": _round(m.concurrency_between(now - 10.0, now), 2),  # last 10 s, any window
     }
     short = sum(v for k, v in m.failure_causes.items() if k.startswith(SHORT_OUTPUT))
-    warnings = []
+    warnings = [session.context_warning] if session.context_warning else []
+    summary["requests_per_task"] = dict(sorted(m.completed_per_trajectory.items()))  # whole run, completed
     if short:
         warnings.append(f"{short} responses were shorter than the forced length (max_tokens with ignore_eos): "
                         "the server ignored ignore_eos? They count as failed requests.")

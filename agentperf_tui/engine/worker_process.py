@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -49,6 +49,7 @@ class WorkerSpec:
     run_salt: str
     warm_start: bool = False
     routing_header: str = ROUTING_HEADER
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 def _agent_row(a: Any) -> list[Any]:
@@ -67,7 +68,7 @@ async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
 
     lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
                        seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key, on_record=on_record,
-                       routing_header=spec.routing_header,
+                       routing_header=spec.routing_header, extra_body=spec.extra_body,
                        run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS, warm_start=spec.warm_start)
     stop = asyncio.Event()
     generation = -1

@@ -263,7 +263,8 @@ class ShardedLoad:
                  ramp_s: float = 5.0, timeouts: Timeouts = Timeouts(), api_key: str | None = None,
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
                  salt: bool = True, workers: int | None = None, max_workers: int | None = None,
-                 warm_start: bool = False, routing_header: str = ROUTING_HEADER):
+                 warm_start: bool = False, routing_header: str = ROUTING_HEADER,
+                 extra_body: dict[str, Any] | None = None):
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = in-process), got {workers}")
         self.on_record = on_record
@@ -271,9 +272,9 @@ class ShardedLoad:
         self.local = LoadGenerator(workload, base_url=base_url, model=model, policy=policy, seed=seed,
                                    ramp_s=ramp_s, timeouts=timeouts, api_key=api_key, on_record=on_record,
                                    salt=salt, id_first=0, id_stride=MAX_SHARDS, warm_start=warm_start,
-                                   routing_header=routing_header)
+                                   routing_header=routing_header, extra_body=extra_body)
         spec = WorkerSpec(workload, base_url, model, policy, seed, timeouts, api_key, self.local.run_salt, warm_start,
-                          routing_header)
+                          routing_header, dict(extra_body or {}))
         # pickled once, up front (tens of ms for a large workload), not on the loop while agents run
         self._spec_bytes = pickle.dumps(spec) if workers != 0 else b""
         self.workers_setting = workers

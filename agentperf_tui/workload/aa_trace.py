@@ -1,13 +1,17 @@
 """Loads Artificial Analysis' replay format (a manifest of tasks, one JSONL trace per task) into a Workload.
 
 Each trace line is one model call: the full recorded request history (``messages``), optional
-``tools``, the output length to force (``target_output_tokens``, else ``recorded_completion_tokens``,
-else ``max_output_tokens``) and the tool time after it (``simulated_tool_delay_ms_after``). Lines
-group into trajectories by ``conversation_id`` and order by ``conversation_idx``. Each line's
-messages should be an exact prefix of the next line's; where that holds the loader reuses the
-earlier line's message objects, so a long trace costs memory once per message, not once per turn.
-A broken prefix chain is a warning; a missing trace file named by a manifest is a warning (the
-other tasks load); a malformed line is a :class:`WorkloadError` naming file, line and key.
+``tools``, the output length to force (``max_output_tokens`` as a cap, else ``target_output_tokens``,
+else ``recorded_completion_tokens``) and the tool time after it (``simulated_tool_delay_ms_after``).
+Lines group into trajectories by ``conversation_id`` and order by ``conversation_idx``. Messages
+keep the keys AA's loader keeps (role, content, name, tool_calls, tool_call_id; schema.py
+``RequestMessage``). A line need not be a prefix of the next (AA does not require it: SWE-style
+traces end each call with a temporary user message the next call drops); each turn records how
+many leading messages it shares with the previous one (``Turn.previous_prefix``), the loader
+reuses those message objects (a long trace costs memory once per message, not once per turn),
+and the ``free`` policy splices the model's answer in at that point. A missing trace file named
+by a manifest is a warning (the other tasks load); a malformed line is a :class:`WorkloadError`
+naming file, line and key.
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ class _Call:
     tools: tuple[dict[str, Any], ...] | None
     recorded_prompt_tokens: int | None
     recorded_tool_calls: int = 0  # len(recorded_tool_calls_after): what AA's manifest tool_calls counts
+
+
+WIRE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")  # AA's RequestMessage.to_dict
+
+
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as AA sends it: only the OpenAI wire keys (``reasoning_content`` etc. dropped)."""
+    if all(k in WIRE_KEYS for k in message):
+        return message
+    return {k: message[k] for k in WIRE_KEYS if k in message}
 
 
 def _is_int(value: Any) -> bool:
@@ -94,6 +108,7 @@ def _parse_line(raw: bytes, where: str, lineno: int) -> tuple[str, _Call]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise WorkloadError(f"{where}: key 'messages': item {i} is not a chat message with a 'role'")
+    messages = [_wire_message(m) for m in messages]
     if not _is_int(row["conversation_idx"]):
         raise WorkloadError(f"{where}: key 'conversation_idx' must be an integer")
     delay = row["simulated_tool_delay_ms_after"]
@@ -119,8 +134,17 @@ def _parse_line(raw: bytes, where: str, lineno: int) -> tuple[str, _Call]:
     return str(row["conversation_id"]), call
 
 
+def _common_prefix(a: tuple[dict[str, Any], ...], b: list[dict[str, Any]]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list[str]) -> Trajectory:
-    """One trajectory from a conversation's calls (sorted here); prefix breaks become warnings."""
+    """One trajectory from a conversation's calls (sorted here)."""
     calls.sort(key=lambda c: c.idx)
     for a, b in zip(calls, calls[1:], strict=False):
         if a.idx == b.idx:
@@ -128,29 +152,28 @@ def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list
                 f"{name}:{b.lineno}: key 'conversation_idx' {b.idx} repeats line {a.lineno} "
                 f"of conversation '{conversation}'"
             )
-    # Share message objects between turns: where line k+1 extends line k, its first len(k)
-    # messages are replaced by line k's (equal) objects.
+    # Share message objects between turns: line k+1's first L messages (those equal to line k's)
+    # are line k's objects. L = len(line k) for a prefix trace; less where line k ended with a
+    # temporary message the next line dropped.
     shared: list[tuple[dict[str, Any], ...]] = []
+    prefix: list[int | None] = []
     for k, call in enumerate(calls):
         if k == 0:
             shared.append(tuple(call.messages))
+            prefix.append(None)
             continue
         prev = shared[-1]
-        n = len(prev)
-        if len(call.messages) >= n and call.messages[:n] == list(prev):
-            shared.append(prev + tuple(call.messages[n:]))
-        else:
-            warnings.append(
-                f"{name}:{call.lineno}: messages do not extend the previous call's "
-                f"(line {calls[k - 1].lineno}) as an exact prefix"
-            )
-            shared.append(tuple(call.messages))
+        n = _common_prefix(prev, call.messages)
+        shared.append(prev[:n] + tuple(call.messages[n:]))
+        prefix.append(n)
     turns = []
     for k, call in enumerate(calls):
         assistant = None
         if k + 1 < len(calls):
-            added = shared[k + 1][len(shared[k]) :]
-            assistant = next((m for m in added if m.get("role") == "assistant"), None)
+            n = prefix[k + 1] or 0
+            following = shared[k + 1]
+            # the recorded answer to call k: the first message of call k+1 after the shared part
+            assistant = following[n] if n < len(following) and following[n].get("role") == "assistant" else None
         turns.append(
             Turn(
                 messages=shared[k],
@@ -159,6 +182,7 @@ def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list
                 tools=call.tools,
                 recorded_prompt_tokens=call.recorded_prompt_tokens,
                 recorded_assistant=assistant,
+                previous_prefix=prefix[k],
             )
         )
     metadata = {"task_id": calls[0].task_id, "first_line": calls[0].lineno,
@@ -260,8 +284,14 @@ def load_manifest(path: Path) -> Workload:
             continue
         found, notes = load_trace(trace)
         _check_task(path, i, task, task_id, found)
+        required = task.get("required_context_tokens")
+        if required is not None and (not _is_int(required) or required <= 0):
+            raise WorkloadError(f"{path}: tasks[{i}]: key 'required_context_tokens' must be a positive integer, "
+                                f"got {required!r}")
         for trajectory in found:
             trajectory.metadata.setdefault("manifest_task_id", task_id)
+            if required is not None:
+                trajectory.metadata["required_context_tokens"] = required
         trajectories.extend(found)
         warnings.extend(notes)
     if not trajectories:

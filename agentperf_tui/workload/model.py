@@ -25,6 +25,10 @@ class Turn:
     tools: tuple[dict[str, Any], ...] | None = None
     recorded_prompt_tokens: int | None = None
     recorded_assistant: dict[str, Any] | None = None
+    #: How many leading messages this call shares with the previous call's (None: the whole
+    #: previous call, plus its answer, as in a prefix trace). Less where the previous call ended
+    #: with a temporary message this one dropped (SWE-style traces).
+    previous_prefix: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +52,29 @@ class Workload:
     name: str
     trajectories: tuple[Trajectory, ...]
     warnings: tuple[str, ...] = ()
+
+    @property
+    def required_context_tokens(self) -> int | None:
+        """The largest context a call needs: a manifest's ``required_context_tokens`` where given, else
+        recorded prompt + forced output over the turns that record their prompt; None if unknown."""
+        best: int | None = None
+        for t in self.trajectories:
+            declared = t.metadata.get("required_context_tokens")
+            recorded = [turn.recorded_prompt_tokens + turn.target_output_tokens for turn in t.turns
+                        if turn.recorded_prompt_tokens is not None]
+            for value in ([declared] if isinstance(declared, int) else []) + recorded:
+                best = value if best is None else max(best, value)
+        return best
+
+    def describe(self) -> str:
+        """What was loaded, in one line: tasks, turns, tool time, the largest context needed."""
+        turns = sum(t.turn_count for t in self.trajectories)
+        tool_s = sum(turn.tool_delay_s for t in self.trajectories for turn in t.turns)
+        need = self.required_context_tokens
+        text = (f"{len(self.trajectories)} trajectories, {turns:,} model calls, {tool_s:,.0f} s of tool time, "
+                f"largest context needed {f'{need:,} tokens' if need is not None else 'unknown'}")
+        partial = sum(1 for t in self.trajectories for prev, turn in zip(t.turns, t.turns[1:], strict=False)
+                      if turn.previous_prefix is not None and turn.previous_prefix < len(prev.messages))
+        if partial:
+            text += f"; {partial} calls drop part of the previous call's messages (non-prefix trace)"
+        return text
