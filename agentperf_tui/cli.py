@@ -175,8 +175,10 @@ def _load_profile(name: str, args: argparse.Namespace | None = None) -> Any:
                                ready_timeout_s=args.ready_timeout)
             if args.command == "attach":
                 profile = dataclasses.replace(profile, name="attach", description=f"attached to {profile.server.url}")
-        elif args is not None and (getattr(args, "model", None) or getattr(args, "api_key_env", None)):
-            raise UsageError("--model and --api-key-env go with --url (or set them in the profile's [server])")
+        elif args is not None and (getattr(args, "model", None) or getattr(args, "api_key_env", None)
+                                   or getattr(args, "ready_timeout", None)):
+            raise UsageError("--model, --api-key-env and --ready-timeout go with --url "
+                             "(or set them in the profile's [server])")
         return profile
     except ProfileError as exc:
         raise UsageError(str(exc)) from exc
@@ -386,7 +388,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from agentperf_tui.headless import HeadlessPrinter
     from agentperf_tui.runner import build_session, options_from_profile
 
-    profile = _load_profile(args.profile)
+    profile = _load_profile(args.profile, args)
     if args.tiers:
         wanted = [t.strip() for t in args.tiers.split(",") if t.strip()]
         known = {t.name for t in profile.tiers}

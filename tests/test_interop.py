@@ -51,10 +51,13 @@ def test_attached_keeps_the_workload_and_drops_the_launched_processes_telemetry(
 
 
 def test_an_attached_server_without_a_named_key_variable_falls_back_to_sglang_then_openai(monkeypatch):
-    profile = attached(load_profile("attach-example"), "http://h:1", api_key_env="")
+    profile = attached(load_profile("attach-example"), "http://127.0.0.1:1", api_key_env="")
     monkeypatch.delenv("SGLANG_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "openai-key")
     assert Supervisor(profile).api_key == "openai-key"
+    # a key nobody named never goes over plain http to another host (aa-agentperf-local refuses it too)
+    assert Supervisor(attached(profile, "http://10.0.0.5:30000", api_key_env="")).api_key is None
+    assert Supervisor(attached(profile, "https://gw.example/v1", api_key_env="")).api_key == "openai-key"
     monkeypatch.setenv("SGLANG_API_KEY", "sglang-key")
     assert Supervisor(profile).api_key == "sglang-key"
     monkeypatch.setenv("MY_KEY", "mine")
@@ -85,6 +88,25 @@ async def test_every_request_carries_a_request_id_and_the_conversation_under_bot
     assert seen[0]["X-Request-Id"] == first.request_id and seen[1]["X-Request-Id"] == second.request_id
     assert seen[0]["X-Correlation-ID"] == "traj-7" and seen[0]["x-session-id"] == "traj-7"
     assert "x-session-id" not in seen[1]  # only when the profile names it
+
+
+def test_search_and_run_take_url_model_and_key_variable():
+    from agentperf_tui.cli import _load_profile, build_parser
+
+    for command in ("search", "run"):
+        args = build_parser().parse_args([command, "twin-h200", "--url", "http://127.0.0.1:30000/v1",
+                                          "--model", "m", "--api-key-env", "MY_KEY"])
+        profile = _load_profile(args.profile, args)
+        assert profile.server.mode == "attach" and profile.server.url == "http://127.0.0.1:30000"
+        assert profile.server.model == "m" and profile.server.api_key_env == "MY_KEY"
+
+
+def test_attach_flags_without_a_url_are_an_error_not_ignored():
+    from agentperf_tui.cli import UsageError, _load_profile, build_parser
+
+    args = build_parser().parse_args(["search", "twin-h200", "--ready-timeout", "5"])
+    with pytest.raises(UsageError, match="go with --url"):
+        _load_profile(args.profile, args)
 
 
 def test_routing_key_header_is_checked():

@@ -186,6 +186,11 @@ def test_a_scrape_gap_or_stale_metrics_are_unreconciled():
     assert "metrics missing for 15.0 s" in reconcile(w.client, gap, 0.0, 30.0).reason
     assert "metrics stale" in reconcile(w.client, gap, 0.0, 19.0).reason
     assert "fewer than 2" in reconcile(w.client, w.server, 3.5, 4.5).reason
+    late = ServerLedger()
+    for snap in w.server.snapshots[12:]:
+        late.snapshots.append(snap)
+        late._t.append(snap.t_s)
+    assert "metrics missing for the window's first 12.0 s" in reconcile(w.client, late, 0.0, 30.0).reason
 
 
 def test_client_ttft_above_the_servers_bucket_is_time_in_front_of_the_server():
@@ -212,6 +217,37 @@ def test_a_window_where_nothing_finished_is_undecided_not_reconciled():
         w.scrape(float(s))
     rec = reconcile(w.client, w.server, 0.0, 9.0)
     assert rec.status == "undecided" and "nothing to compare" in rec.reason
+
+
+def test_a_window_where_every_request_failed_is_undecided_not_reconciled():
+    w = World()
+    for s in range(20):
+        for k in range(4):
+            w.request(record(s + k / 4 + 0.1, usage=False, status=FAILED), counted_by_server=False)
+    for s in range(21):
+        w.scrape(float(s))
+    rec = reconcile(w.client, w.server, 0.0, 20.0)
+    assert rec.status == "undecided" and "all failed" in rec.reason and rec.requests == 80
+
+
+def test_failed_requests_widen_the_cached_tolerance_by_their_prompt_never_below_zero():
+    w = steady_world()
+    for k in range(10):
+        w.request(record(5.3 + k, usage=False, status=FAILED, cached=None))  # the server counted them in full
+    rec = reconcile(w.client, w.server, 0.0, 30.0)
+    cached = by_name(rec, "cached tokens")
+    assert cached.tolerance is not None and cached.tolerance > 0 and cached.agrees, cached.describe()
+    assert "up to 10,000" in cached.note
+
+
+def test_under_pd_cached_tokens_are_shown_not_compared():
+    w = steady_world()
+    pd = ServerLedger()
+    for snap in w.server.snapshots:
+        pd.snapshots.append(dataclasses.replace(snap, pd=True))
+        pd._t.append(snap.t_s)
+    cached = by_name(reconcile(w.client, pd, 0.0, 30.0), "cached tokens")
+    assert cached.agrees is None and "under PD" in cached.note
 
 
 def test_too_few_first_tokens_are_not_compared():

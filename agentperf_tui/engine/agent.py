@@ -207,8 +207,9 @@ class Agent:
             if result.error:
                 # AA (replay/runner.py _run_turn): a failed request produced no tool calls, so no
                 # tool time follows it; a dead server must still not become a busy loop
-                if result.t_first is None:
-                    await asyncio.sleep(ERROR_BACKOFF_S)
+                # (a short pause after a mid-stream failure too: a server failing every request
+                # must not get them back to back)
+                await asyncio.sleep(ERROR_BACKOFF_S if result.t_first is None else ERROR_BACKOFF_S / 10)
                 s.ready_at = time.monotonic()
                 continue
             s.state = TOOL

@@ -112,12 +112,13 @@ class CounterSnapshot:
     requests_total: float | None
     aborted_requests_total: float | None
     ttft: HistogramSummary | None
+    pd: bool = False  # prefill/decode disaggregation: the request series come from different workers
 
     @classmethod
     def of(cls, m: ServerMetrics) -> CounterSnapshot:
         return cls(m.t_s, m.scrape_s, m.sources_ok, m.sources_total, m.prompt_tokens_total,
                    m.generation_tokens_total, m.cached_tokens_total, m.requests_total,
-                   m.aborted_requests_total, m.ttft)
+                   m.aborted_requests_total, m.ttft, pd="prefill" in m.by_engine or "decode" in m.by_engine)
 
 
 class ServerLedger:
@@ -224,7 +225,7 @@ def _bucket_of(h: HistogramSummary, q: float) -> tuple[float, float]:
     return prev, math.inf
 
 
-def _server_problem(snaps: list[CounterSnapshot], interval_s: float, t_to: float) -> str:
+def _server_problem(snaps: list[CounterSnapshot], interval_s: float, t_from: float, t_to: float) -> str:
     """Why the server side of this window cannot be read, or ''."""
     if len(snaps) < 2:
         return "metrics missing (fewer than 2 /metrics scrapes in the window)"
@@ -239,6 +240,8 @@ def _server_problem(snaps: list[CounterSnapshot], interval_s: float, t_to: float
     for a, b in zip(snaps, snaps[1:], strict=False):
         if b.t_s - a.t_s > gap_limit:
             return f"metrics missing for {b.t_s - a.t_s:.1f} s (no scrape between two readings)"
+    if snaps[0].t_s - t_from > gap_limit:
+        return f"metrics missing for the window's first {snaps[0].t_s - t_from:.1f} s"
     if t_to - snaps[-1].t_s > gap_limit:
         return f"metrics stale (the last scrape is {t_to - snaps[-1].t_s:.1f} s before the window's end)"
     for field, series in SERIES.items():
@@ -264,18 +267,19 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
     snaps = server.between(t_from, t_to)
     intervals = [b.t_s - a.t_s for a, b in zip(snaps, snaps[1:], strict=False)]
     interval = _median(intervals) if intervals else server.interval_s
-    problem = _server_problem(snaps, interval, t_to)
+    problem = _server_problem(snaps, interval, t_from, t_to)
     if problem:
         return _unreconciled(problem, scrapes=len(snaps), scrape_interval_s=round(interval, 3) if intervals else None)
     a, b = snaps[0], snaps[-1]
     lo, hi = a.t_s, b.t_s
-    edges = ((a.t_s - a.scrape_s - EDGE_SLACK_S, a.t_s + EDGE_SLACK_S),
-             (b.t_s - b.scrape_s - EDGE_SLACK_S, b.t_s + EDGE_SLACK_S))
+    network_s = _median([s.scrape_s for s in snaps])  # HTTP round trip to the same server, measured
+    slack = max(EDGE_SLACK_S, network_s)
+    edges = ((a.t_s - a.scrape_s - slack, a.t_s + slack), (b.t_s - b.scrape_s - slack, b.t_s + slack))
     c = client
     inside: list[int] = []
     edge: list[int] = []
     first_tokens: list[float] = []
-    for i in c.since(lo - EDGE_SLACK_S - a.scrape_s):
+    for i in c.since(lo - slack - a.scrape_s):
         t_end = c.t_end[i]
         if lo < t_end <= hi:
             inside.append(i)
@@ -296,8 +300,13 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
         mine = len(with_usage) if column is None else sum(column[i] for i in with_usage)
         at_edges = len(edge_usage) if column is None else sum(column[i] for i in edge_usage)
         # failed requests without usage: the server may have counted them in full, or not at all
-        unknown = len(failed_blind) if column is None else sum(
-            max(c.output[i], c.target[i]) if column is c.output else column[i] for i in failed_blind)
+        # (their cached tokens are unknown: at most their prompt)
+        def bound(i: int) -> int:
+            if column is c.output:
+                return max(c.output[i], c.target[i])
+            return c.prompt[i]
+
+        unknown = len(failed_blind) if column is None else sum(bound(i) for i in failed_blind)
         if server_value is None:
             comparisons.append(Comparison(quantity, unit, mine, None, note=f"{SERIES.get(field, field)} not reported"))
             return
@@ -313,7 +322,13 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
     counted("output tokens", "generation_tokens_total", c.output)
     counted("prompt tokens", "prompt_tokens_total", c.prompt)
     counted("requests finished", "requests_total", None, "req")
-    if all(c.cached[i] >= 0 for i in with_usage) and with_usage:
+    if b.pd:  # SGLang's prefill side counts a request when its prefill ends, long before the client's end
+        va, vb = a.cached_tokens_total, b.cached_tokens_total
+        comparisons.append(Comparison(
+            "cached tokens", "tok", sum(c.cached[i] for i in with_usage if c.cached[i] >= 0),
+            None if va is None or vb is None else vb - va,
+            note="shown, not compared: under PD the prefill workers count cached tokens when a prefill ends"))
+    elif all(c.cached[i] >= 0 for i in with_usage) and with_usage:
         counted("cached tokens", "cached_tokens_total", c.cached)
     else:
         va, vb = a.cached_tokens_total, b.cached_tokens_total
@@ -342,7 +357,6 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
         if ok_blind else ""))
     # TTFT: the client's nearest-rank quantile against the server histogram's bucket
     h = b.ttft.minus(a.ttft) if a.ttft is not None and b.ttft is not None else None
-    network_s = _median([s.scrape_s for s in snaps])
     first_tokens.sort()
     for q, name in ((0.5, "TTFT P50"), (0.95, "TTFT P95")):
         if h is None or not h.buckets:
@@ -370,7 +384,8 @@ def reconcile(client: ClientLedger, server: ServerLedger, t_from: float, t_to: f
     status = DISAGREE if wrong else RECONCILED
     reason = "; ".join(x.describe() for x in wrong)
     server_done = (b.requests_total or 0) - (a.requests_total or 0)
-    if not wrong and not inside and not server_done:
-        status, reason = UNDECIDED, f"no request finished in the {hi - lo:.0f} s between the scrapes (nothing to compare)"
+    if not wrong and not with_usage and not server_done:
+        status, reason = UNDECIDED, (f"no request finished with the server's usage in the {hi - lo:.0f} s between "
+                                     f"the scrapes ({len(inside)} ended, all failed): nothing to compare")
     return Reconciliation(status, reason, lo, hi, round(interval, 3), len(snaps),
                           f"{b.sources_ok} of {b.sources_total}", len(inside), tuple(comparisons))

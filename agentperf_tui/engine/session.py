@@ -45,7 +45,8 @@ LOOP_LAG_INVALID_MS = 100.0
 DISPATCH_P99_INVALID_MS = 50.0
 CONCURRENCY_HELD_MIN = 0.98
 TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin process is the bottleneck
-RECONCILE_EVERY_S = 5.0  # the live client-vs-server comparison (over the live window) is redone this often
+RECONCILE_EVERY_S = 5.0
+RECORD_LAG_S = 0.5  # records reach the session this long after a request ends, at most (worker batches)  # the live client-vs-server comparison (over the live window) is redone this often
 SEARCH_INCOMPLETE_EXIT = 3
 
 
@@ -426,7 +427,8 @@ class Session:
                 self.server = await self._start_server()
             except Exception as exc:  # not ready in time, exited, port taken: the run never started
                 self.server_state = "failed"
-                self.stop_reason = f"server failed to start: {exc}"
+                known = type(exc).__name__ in ("ServerNotReady", "ServerExited", "ProbeError", "OSError")
+                self.stop_reason = f"server failed to start: {exc if known else f'{type(exc).__name__}: {exc}'}"
                 self.exit_code = 2
                 self.event(self.stop_reason)
                 raise ServerStartError(str(exc)) from exc
@@ -658,8 +660,13 @@ class Session:
         return self.summary
 
     def reconcile(self, t_from: float, t_to: float) -> Reconciliation:
-        """Client vs server over [t_from, t_to] (monotonic seconds): see engine/reconcile.py."""
-        return reconcile(self.client_ledger, self.server_ledger, t_from, t_to, self.in_flight())
+        """Client vs server over [t_from, t_to] (monotonic seconds): see engine/reconcile.py.
+
+        Scrapes of the last RECORD_LAG_S are left out: worker processes deliver records in
+        batches, so a request the server counted just now may not be in the client's ledger yet.
+        """
+        until = min(t_to, time.monotonic() - RECORD_LAG_S)
+        return reconcile(self.client_ledger, self.server_ledger, t_from, until, self.in_flight())
 
     def build_summary(self) -> dict[str, Any]:
         return build_summary(self, time.monotonic())

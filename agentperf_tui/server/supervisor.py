@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
+from urllib.parse import urlsplit
 
 from agentperf_tui.profile import API_KEY_FALLBACK_ENVS, Profile
 from agentperf_tui.server.launch_plan import LaunchCommand, build_launch_plan, connect_host, substitute
@@ -47,6 +48,13 @@ class ServerExited(RuntimeError):
 
 #: Modules a local process may run with this interpreter, and the extra that installs each.
 EXTRAS = {"smg": "router", "sglang_router": "router", "sglang": "sglang"}
+
+
+def _safe_for_a_key(url: str) -> bool:
+    """A fallback key (one the profile did not name) goes only over https or to this machine, as
+    aa-agentperf-local refuses to send a key over plain http to another host."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def missing_module_check(command: LaunchCommand, python: str) -> None:
@@ -158,7 +166,7 @@ class Supervisor:
         name = self.profile.server.api_key_env
         if name:
             return self.base_env.get(name) or os.environ.get(name) or None
-        if self.attach:
+        if self.attach and _safe_for_a_key(self.base_url):
             return next((os.environ[n] for n in API_KEY_FALLBACK_ENVS if os.environ.get(n)), None)
         return None
 
