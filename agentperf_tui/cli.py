@@ -62,7 +62,11 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
     else:
         run.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
                          help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
-    run.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
+    run.add_argument("--headless", action="store_true",
+                     help="no dashboard: progress lines on stdout (automatic when stdout is not a terminal). "
+                          "SIGINT/SIGTERM/SIGHUP stop it cleanly with a summary; started under nohup, SIGHUP is "
+                          "ignored, so `nohup agentperf-tui run ... &` survives a dropped SSH connection "
+                          "(watch it with `replay --follow SESSION`)")
     run.add_argument("--agents", type=int, default=None, help="concurrent agents (default: the profile's)")
     run.add_argument("--duration", type=float, default=None,
                      help="seconds of load (default: the profile's headless, until quit in the dashboard)")
@@ -103,11 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("url", help="the server root or its OpenAI base URL, e.g. http://127.0.0.1:30000 or .../v1")
     _run_arguments(attach, profile_help="profile whose workload, tiers and run settings to use (default attach-example)")
 
-    search = sub.add_parser("search", help="auto-find the largest agent count per SLO tier (agents/GPU, /MW)")
-    search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE)
-    search.add_argument("--headless", action="store_true")
-    search.add_argument("--json", action="store_true", help="JSONL progress; the report is the last line")
-    search.add_argument("--mode", choices=("quick", "certify"), default="quick")
+    search = sub.add_parser(
+        "search", help="auto-find the largest agent count per SLO tier (agents/GPU, /MW)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Runs phases at agent counts (doubling, then bisecting) until every tier's largest passing "
+                    "count is found.\n\n"
+                    "  quick    an ESTIMATE: 5 s settle, looks at 20/40/80 s, verdicts at 95 % confidence over the\n"
+                    "           looks; minutes per tier. Good for tuning, not for publishing.\n"
+                    "  certify  AA-AgentPerf's rules: 30 s settle, >= 600 s per phase, >= 30 trajectories and\n"
+                    "           >= 3 per agent, the point rule; hours. What to compare with AA's results.\n\n"
+                    "Exit codes: 0 finished, 2 bad input or server not ready, 3 stopped or a tier unresolved.")
+    search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
+                        help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
+    search.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
+    search.add_argument("--json", action="store_true", help="JSONL progress and events; the report is the last line")
+    search.add_argument("--mode", choices=("quick", "certify"), default="quick",
+                        help="quick: an estimate in minutes; certify: AA's rules, hours (see above)")
     search.add_argument("--tiers", default=None, help="comma-separated tier names to search (default all)")
     search.add_argument("--report", type=Path, default=None, help="also write the report JSON here")
     search.add_argument("--start", type=int, default=None, help="first agent count (default 8)")
@@ -120,27 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--require-reconciled", action="store_true", default=None,
                         help="a phase whose client and server counts (tokens, requests, TTFT) do not agree, or "
                              "whose server metrics are missing, is invalid (see docs/measurement.md)")
-    search.add_argument("--workload", default=None)
+    search.add_argument("--workload", default=None,
+                        help="AA manifest (.json), a trace (.jsonl: AA, MLPerf agentic, AgentX, mooncake, OpenAI "
+                             "messages) or 'synthetic'")
     search.add_argument("--warm-start", action="store_true", default=None,
                         help="agents join their first trajectory at a random turn, so short phases see "
                              "steady-state contexts (quick estimates; AA's own runs start at turn 1)")
     search.add_argument("--workers", type=int, default=None,
                         help="agent worker processes (default: automatic; 0 = in-process)")
-    search.add_argument("--no-record", action="store_true")
-    search.add_argument("--record-dir", type=Path, default=None)
+    search.add_argument("--no-record", action="store_true", help="do not record the session")
+    search.add_argument("--record-dir", type=Path, default=None,
+                        help="where sessions are recorded (default ./recordings)")
     _attach_arguments(search)
     _prometheus_arguments(search)
 
     replay = sub.add_parser("replay", help="replay a recorded session in the dashboard (or headless)")
     replay.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
-    replay.add_argument("--headless", action="store_true")
-    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--headless", action="store_true", help="no dashboard: print the recorded run's lines")
+    replay.add_argument("--json", action="store_true", help="headless: JSONL frames, the summary last")
     replay.add_argument("--follow", action="store_true", help="keep up with a session still being written")
     replay.add_argument("--speed", type=float, default=1.0, help="0.5 .. 16; 0 = as fast as possible")
 
     compare = sub.add_parser("compare", help="two sessions side by side")
-    compare.add_argument("a")
-    compare.add_argument("b")
+    compare.add_argument("a", help="the first session (a recordings/<session> folder or its .aprec file)")
+    compare.add_argument("b", help="the second session")
 
     export = sub.add_parser("export", help="write a recorded session in AIPerf 0.13's layout (and plain CSV)")
     export.add_argument("session", help="a recordings/<session> folder or its session.aprec file")
@@ -150,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="folder to write (created if missing)")
 
     report = sub.add_parser("report", help="rebuild a search report from a recording")
-    report.add_argument("session")
+    report.add_argument("session", help="a recordings/<session> folder holding a search")
     report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the session)")
 
     sub.add_parser("twin", help="start the digital twin of SGLang serving DeepSeek V4 Pro (SGLang flags)",
                    add_help=False)
     sub.add_parser("profiles", help="list profiles with a one-line description")
     plan = sub.add_parser("launch-plan", help="print every command a profile would run, without running it")
-    plan.add_argument("profile")
+    plan.add_argument("profile", help="profile name in profiles/ or a path to a TOML file")
     return parser
 
 
@@ -217,8 +235,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    workers=args.workers, warm_start=args.warm_start, settle_s=args.settle)
     if options.settle_s < 0:
         raise UsageError(f"--settle {options.settle_s:g}: must be >= 0")
-    if options.agents < 0:
-        raise UsageError(f"--agents {options.agents}: must be >= 0")
+    if args.duration is not None and args.duration < 0:
+        raise UsageError(f"--duration {args.duration:g}: must be > 0 seconds")
+    if headless and options.duration_s is not None and options.duration_s <= 0:
+        raise UsageError(f"--duration {options.duration_s:g}: a headless run needs a length > 0 s "
+                         "(only the dashboard runs until quit)")
+    if options.agents < 0 or (headless and options.agents == 0):
+        raise UsageError(f"--agents {options.agents}: must be >= 1" + ("" if headless else " (or 0 in the dashboard)"))
     if options.workers is not None and not 0 <= options.workers <= 31:
         raise UsageError(f"--workers {options.workers}: must be 0 (in-process) to 31")
     if args.workload and args.workload != "synthetic" and not Path(args.workload).exists():
@@ -308,6 +331,8 @@ def _run_async_with_signals(session: Any) -> tuple[dict[str, Any], list[int]]:
             session.request_stop(f"signal {sig.name}")
 
         for sig in SIGNAL_EXIT:
+            if sig == signal.SIGHUP and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+                continue  # started under nohup: a dropped SSH connection must not stop the run
             loop.add_signal_handler(sig, on_signal, sig)
         return await session.run()
 

@@ -52,7 +52,8 @@ def frame_json(frame: Frame) -> dict[str, Any]:
 
 
 class HeadlessPrinter:
-    """Frame sink printing at most one line per ``interval_s`` (plus log events when not JSON)."""
+    """Frame sink printing at most one progress line per ``interval_s``, and every log event (on
+    stderr as text; with ``json_lines`` as ``{"type": "event"}`` lines on stdout)."""
 
     def __init__(self, *, json_lines: bool, out: IO[str] | None = None, interval_s: float = 1.0,
                  show_events: bool = True):
@@ -63,7 +64,12 @@ class HeadlessPrinter:
         self._last = -1e9
 
     def __call__(self, frame: Frame) -> None:
-        if self.show_events and not self.json_lines:
+        if self.json_lines:
+            # every event is its own line, whichever frame carried it (progress lines are 1 per second)
+            for event in frame.events:
+                self.out.write(orjson.dumps({"type": "event", "elapsed_s": round(frame.elapsed_s, 3),
+                                             "wall_time": frame.wall_time, "text": event}).decode() + "\n")
+        elif self.show_events:
             for event in frame.events:
                 if "[server]" not in event:  # server chatter goes to the session log, not the console
                     print(f"  . {event}", file=sys.stderr)

@@ -45,6 +45,8 @@ def main() -> None:
     for line in proc.stdout:
         last_line = line
         now = time.monotonic()
+        if '"type":"progress"' not in line:  # events and the summary are lines too
+            continue
         if now >= next_sample:
             next_sample = now + 10
             try:

@@ -33,9 +33,12 @@ def test_headless_run_summary_on_twin(workload, shared_traces: Path, tmp_path: P
         args += ["--workload", str(shared_traces / workload)]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) >= 8  # one progress line per second
-    assert orjson.loads(lines[0])["type"] == "progress"
+    records = [orjson.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert sum(r["type"] == "progress" for r in records) >= 8  # one progress line per second
+    # every event is its own JSONL line (server ready, target changes, the stop reason)
+    events = [r["text"].split(" ", 1)[1] for r in records if r["type"] == "event"]  # "HH:MM:SS text"
+    assert any(e.startswith("server ready at ") for e in events)
+    assert "agents target 0 -> 4" in events and any(e.startswith("stopping: duration 10 s") for e in events)
     summary = last_json(proc.stdout)
     assert summary["type"] == "summary"
     assert summary["requests"]["completed"] > 0 and summary["requests"]["failed"] == 0

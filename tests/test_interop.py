@@ -273,3 +273,43 @@ def test_a_live_run_serves_its_own_metrics_to_prometheus_on_loopback(tmp_path: P
     assert sum(s.value for s in verdicts) == 1.0  # exactly the current one
     assert "agentperf_client_valid" in samples and "agentperf_output_tokens_per_second" in samples
     assert f"prometheus: the run's metrics at http://127.0.0.1:{port}/metrics" in err
+
+
+# -- command-line defects ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "twin-h200", "--headless", "--duration", "-5"], "--duration -5: must be > 0 seconds"),
+    (["run", "twin-h200", "--headless", "--duration", "0"], "a headless run needs a length > 0 s"),
+    (["run", "twin-h200", "--headless", "--agents", "0"], "--agents 0: must be >= 1"),
+])
+def test_run_refuses_durations_and_agent_counts_that_measure_nothing(args, message):
+    done = cli(*args, timeout=30)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_positional_argument_and_the_search_modes_have_help():
+    from agentperf_tui.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if not action.option_strings and name != "twin":
+                assert action.help, f"{name} {action.dest}: no help text"
+    text = subparsers.choices["search"].format_help()
+    assert "quick    an ESTIMATE" in text and "certify  AA-AgentPerf's rules" in text
+
+
+def test_a_run_started_under_nohup_ignores_sighup(tmp_path: Path):
+    import signal
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(["nohup", sys.executable, "-m", "agentperf_tui", "run", "twin-h200", "--headless",
+                             "--json", "--duration", "8", "--agents", "2", "--settle", "1", "--no-record"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    summary = orjson.loads(out.strip().splitlines()[-1])
+    assert summary["stop_reason"].startswith("duration 8 s reached")
