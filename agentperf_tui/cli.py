@@ -543,39 +543,9 @@ def _session_summary(path: str) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    a, b = _session_summary(args.a), _session_summary(args.b)
-    rows: list[tuple[str, Any, Any]] = [
-        ("profile", a.get("profile"), b.get("profile")),
-        ("agents", a.get("agents"), b.get("agents")),
-        ("duration_s", a.get("duration_s"), b.get("duration_s")),
-        ("requests completed", (a.get("requests") or {}).get("completed"), (b.get("requests") or {}).get("completed")),
-        ("requests failed", (a.get("requests") or {}).get("failed"), (b.get("requests") or {}).get("failed")),
-        ("output tokens/s", a.get("output_tokens_per_s"), b.get("output_tokens_per_s")),
-        ("effective concurrency", a.get("effective_concurrency"), b.get("effective_concurrency")),
-        ("context mean tokens", (a.get("context_tokens") or {}).get("mean"), (b.get("context_tokens") or {}).get("mean")),
-    ]
-    tiers_b = {t["name"]: t for t in b.get("tiers") or []}
-    for t in a.get("tiers") or []:
-        u = tiers_b.get(t["name"], {})
-        rows.append((f"{t['name']} P25 tok/s", t.get("output_tps_p25"), u.get("output_tps_p25")))
-        rows.append((f"{t['name']} P95 TTFT s", t.get("ttft_p95_s"), u.get("ttft_p95_s")))
-        rows.append((f"{t['name']} pass", t.get("pass"), u.get("pass")))
-    search_a, search_b = a.get("search"), b.get("search")
-    if search_a or search_b:
-        sa = {t["name"]: t for t in (search_a or {}).get("tiers", [])}
-        sb = {t["name"]: t for t in (search_b or {}).get("tiers", [])}
-        for name in sorted(set(sa) | set(sb)):
-            for key in ("max_agents", "agents_per_gpu", "agents_per_mw"):
-                rows.append((f"search {name} {key}", sa.get(name, {}).get(key), sb.get(name, {}).get(key)))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'':{width}}  {'A':>16}  {'B':>16}  {'B - A':>12}")
-    for name, va, vb in rows:
-        diff = ""
-        if isinstance(va, int | float) and isinstance(vb, int | float) and not isinstance(va, bool):
-            diff = f"{vb - va:+,.3g}"
-        elif va != vb:
-            diff = "differs"
-        print(f"{name:{width}}  {str(va):>16}  {str(vb):>16}  {diff:>12}")
+    from agentperf_tui.report.compare import compare_text
+
+    sys.stdout.write(compare_text(_session_summary(args.a), _session_summary(args.b), args.a, args.b))
     return 0
 
 
