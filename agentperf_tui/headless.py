@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from agentperf_tui.engine.advice import advice_for
 from agentperf_tui.engine.frames import Frame
 from agentperf_tui.engine.reconcile import Comparison
 
@@ -155,6 +156,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     if client.get("valid") is False:
         reasons = "; ".join(f"{x['reason']} ({x['seconds']:.1f} s)" for x in client.get("invalid_reasons", []))
         lines.append(f"  INVALID: {client.get('invalid_seconds', 0):.1f} s of the window not measurable: {reasons}")
+        for advice in dict.fromkeys(advice_for(x["reason"]) for x in client.get("invalid_reasons", [])):
+            lines.append(f"    -> {advice}")
     minimums = summary.get("aa_minimums")
     if minimums and "steady_s" in minimums:
         lines.append(f"  AA phase minimums {'met' if minimums['met'] else 'NOT met'}: steady {minimums['steady_s']:.0f} s"

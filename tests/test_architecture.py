@@ -28,6 +28,12 @@ def test_engine_workload_telemetry_and_record_never_import_textual():
             assert not bad, f"{path} imports {bad}"
 
 
+def test_the_dashboard_knows_frames_and_session_calls_not_server_processes():
+    for path in (PACKAGE / "tui").rglob("*.py"):
+        bad = {m for m in imported_modules(path) if m.startswith("agentperf_tui.server")}
+        assert not bad, f"{path} imports {bad}: stop servers through the controller (Session.force_stop)"
+
+
 def test_importing_the_engine_does_not_load_textual():
     code = ("import sys, agentperf_tui.engine.session, agentperf_tui.headless, agentperf_tui.runner; "
             "print('textual' in sys.modules)")

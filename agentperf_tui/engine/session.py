@@ -190,6 +190,12 @@ class Session:
     def toggle_pause(self) -> None:
         self._call(self._toggle_pause)
 
+    def force_stop(self) -> None:
+        """Kill every server process this session started, at once (a second signal: no clean stop)."""
+        from agentperf_tui.server.supervisor import kill_all_now
+
+        kill_all_now()
+
     def request_stop(self, reason: str = "stopped by operator") -> None:
         self._call(self._request_stop, reason)
 

@@ -115,6 +115,9 @@ class ReplayPlayer:
     def change_target(self, _fn: Callable[[int], int]) -> None:
         pass
 
+    def force_stop(self) -> None:  # replay started no process
+        self.request_stop()
+
     def request_stop(self, _reason: str = "") -> None:
         self._stop.set()
         self._wake.set()

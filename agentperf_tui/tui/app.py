@@ -127,9 +127,9 @@ class AgentPerfApp(App[int]):
     def _on_signal(self, sig: signal.Signals, code: int) -> None:
         """SIGTERM/SIGHUP/SIGINT: stop load and server, exit with 128+signal; a second one forces."""
         if self._signalled:
-            from agentperf_tui.server.supervisor import kill_all_now
-
-            kill_all_now()
+            force = getattr(self.controller, "force_stop", None)
+            if force is not None:
+                force()  # the session kills what it started; the dashboard knows no processes
             os._exit(code)
         self._signalled = True
         self.controller.request_stop(f"signal {sig.name}")

@@ -17,6 +17,8 @@ class Controller(Protocol):
 
     def request_stop(self, reason: str = "") -> None: ...
 
+    def force_stop(self) -> None: ...  # a second signal: kill what the session started, now
+
 
 class NullController:
     """Records every call (tests and replay without a player)."""
@@ -37,6 +39,9 @@ class NullController:
     def request_stop(self, reason: str = "") -> None:
         self.load_running = False
         self.calls.append(("stop", reason))
+
+    def force_stop(self) -> None:
+        self.calls.append(("force_stop", None))
 
     def start_search(self, settings: Any) -> None:
         self.searching = True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from agentperf_tui.engine.advice import ADVICE
 
 KEYS = """[b]Keys[/b]
   + / -      agents +1 / -1            ] / [      agents +10 / -10
@@ -46,7 +49,19 @@ METRICS = """[b]Definitions[/b]
                       > 50 ms or concurrency < 98% of target marks the window CLIENT INVALID.
   worker processes    agents run in N worker processes once one core is not enough (--workers);
                       each one's loop lag counts too, and one silent > 1 s or dead invalidates.
+  margin (+273%)      how far a tier's measured value clears its target: P25 speed / tier tok/s - 1
+                      and 1 - P95 TTFT / tier seconds; negative = misses the tier by that share.
+  client vs server    the client's counts (tokens, requests, TTFT) against SGLang's /metrics over
+                      the same scrapes: reconciled, disagree (with sizes), undecided, unreconciled.
 """
+
+
+def validity_advice() -> str:
+    """Every CLIENT INVALID reason with what to do about it (engine/advice.py)."""
+    lines = ["[b]When the window is CLIENT INVALID[/b]"]
+    for prefix, advice in ADVICE:
+        lines.append(f"  {prefix.strip():<22}{escape(advice)}")
+    return "\n".join(lines) + "\n"
 
 
 class HelpScreen(ModalScreen[None]):
@@ -61,6 +76,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll():
             yield Static(KEYS)
             yield Static(METRICS)
+            yield Static(validity_advice())
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.widgets import Static
 
+from agentperf_tui.engine.advice import advice_for
 from agentperf_tui.engine.frames import EngineView, Frame
 from agentperf_tui.tui import format as fmt
 
@@ -89,6 +90,7 @@ class ServerPanel(Static):
             lines.append(f"  {c.workers} worker processes: loop lag max {c.worker_lag_max_ms:.0f} ms  "
                          f"CPU {c.worker_cpu_pct:.0f} %  RSS {c.worker_rss_mib:.0f} MiB")
         if not c.valid:
-            lines.append("[$error b]CLIENT INVALID: " + "; ".join(c.invalid_reasons) + "[/]")
+            lines.append("[$error b]CLIENT INVALID: " + escape("; ".join(c.invalid_reasons)) + "[/]")
+            lines += [f"  -> {escape(a)}" for a in dict.fromkeys(advice_for(r) for r in c.invalid_reasons)]
         fmt.update_if_changed(self, "\n".join(lines))
         self.set_class(not c.valid, "invalid")
