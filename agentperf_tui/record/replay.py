@@ -56,7 +56,7 @@ class ReplayPlayer:
     """Plays a recording's frames to sinks on a background thread."""
 
     def __init__(self, reader: SessionReader, sinks: list[Callable[[Frame], None]] | None = None, *,
-                 speed: float = 1.0, follow: bool = False):
+                 speed: float = 1.0, follow: bool = False, start_s: float | None = None):
         self.reader = reader
         self.sinks = list(sinks or [])
         self.speed = speed
@@ -66,6 +66,9 @@ class ReplayPlayer:
         self.finished = False
         self.load_running = False  # the Controller protocol: a replay never has load to stop
         self._seek_to: float | None = None
+        self._show_one = False  # a seek while paused shows the frame it lands on
+        # --follow joins a run still being written at its live edge (the latest frame), not its start
+        self._start_s = start_s if start_s is not None else (max(0.0, reader.duration_s - 1.0) if follow else 0.0)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentperf-replay", daemon=True)
@@ -91,7 +94,11 @@ class ReplayPlayer:
         self.set_speed(SPEEDS[max(i - 1, 0)])
 
     def seek(self, t: float) -> None:
-        self._seek_to = max(0.0, t)
+        target = min(max(0.0, t), self.reader.duration_s)
+        self._seek_to = target
+        self.position_s = target  # so a second key press moves on from here, paused or not
+        self._show_one = True
+        self.finished = False
         self._wake.set()
 
     def seek_relative(self, delta_s: float) -> None:
@@ -133,7 +140,7 @@ class ReplayPlayer:
 
     # -- loop ------------------------------------------------------------------------------------
     def _run(self) -> None:
-        start_at = 0.0
+        start_at = self._start_s
         while not self._stop.is_set():
             seeking = False
             prev: tuple[float, float] | None = None  # (recorded t, wall time) of the last frame shown
@@ -151,6 +158,7 @@ class ReplayPlayer:
                     sink(frame)
                 prev = (t, time.monotonic())
                 start_at = t + 1e-9
+                self._show_one = False
             if seeking:
                 start_at, self._seek_to = self._seek_to or 0.0, None
                 continue
@@ -159,7 +167,15 @@ class ReplayPlayer:
                 self._wake.clear()
                 self.reader.refresh()
                 continue
+            # at the end: wait for a seek (back into the recording) or the stop
             self.finished = True
+            while not self._stop.is_set() and self._seek_to is None:
+                self._wake.wait(0.1)
+                self._wake.clear()
+            if self._seek_to is not None:
+                start_at, self._seek_to = self._seek_to, None
+                self.finished = False
+                continue
             return
 
     def _wait_due(self, t: float, prev: tuple[float, float] | None) -> bool:
@@ -171,6 +187,9 @@ class ReplayPlayer:
             if self._stop.is_set() or self._seek_to is not None:
                 return False
             if self.paused:
+                if self._show_one:  # a seek while paused: show where it landed, then stay paused
+                    self._show_one = False
+                    return True
                 self._wake.wait(0.1)
                 self._wake.clear()
                 prev = (t, time.monotonic())  # resume from here without a burst

@@ -108,7 +108,9 @@ class AgentPerfApp(App[int]):
             yield ContextPanel(id="context-panel", classes="panel")
             yield PowerPanel(id="power-panel", classes="panel")
             yield ServerPanel(id="server-panel", classes="panel")
-            yield SearchPanel(id="search-panel", classes="panel")
+            search = SearchPanel(id="search-panel", classes="panel")
+            search.replay = self.replay
+            yield search
             yield LogPanel(id="log-panel", classes="panel", max_lines=LOG_LINES, wrap=False, markup=False)
         yield Footer()
 
@@ -119,6 +121,8 @@ class AgentPerfApp(App[int]):
             self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
         self.set_interval(1.0 / self.fps, self._flush_pending)
         self.set_interval(LOG_FLUSH_S, self._flush_log)
+        if self.replay:  # the state line follows pause / seek / speed even when no frame comes
+            self.set_interval(0.25, self._refresh_header)
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)):
@@ -146,6 +150,11 @@ class AgentPerfApp(App[int]):
             self._pending = message.frame  # capped: keep the latest, apply on the next tick
             return
         self.apply_frame(message.frame)
+
+    def _refresh_header(self) -> None:
+        frame = getattr(self, "frame", None)
+        if frame is not None and self.query("#header"):
+            fmt.update_if_changed(self.query_one("#header", Static), self._header_text(frame))
 
     def _flush_pending(self) -> None:
         if self._pending is not None:
@@ -202,10 +211,10 @@ class AgentPerfApp(App[int]):
             duration = getattr(player, "duration_s", 0.0) or 1.0
             position = getattr(player, "position_s", 0.0)
             filled = int(20 * min(1.0, position / duration))
-            parts.append(f"REPLAY x{speed:g}" if speed else "REPLAY max")
+            state = ("PAUSED" if getattr(player, "paused", False) else
+                     "END" if getattr(player, "finished", False) else "PLAYING")
+            parts.append(f"REPLAY {state} x{speed:g}" if speed else f"REPLAY {state} max speed")
             parts.append("[" + "#" * filled + "-" * (20 - filled) + f"] {fmt.clock(position)}/{fmt.clock(duration)}")
-            if getattr(player, "paused", False):
-                parts.append("replay paused")
         return "  |  ".join(parts)
 
     # -- actions ------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from agentperf_tui.tui import format as fmt
 
 class SearchPanel(Static):
     ALLOW_MAXIMIZE = True
+    replay = False  # set by the app: a recording without a search cannot start one
 
     def update_frame(self, frame: Frame) -> None:
         s = frame.search
         if not s:
-            fmt.update_if_changed(self, "[dim]no search running - press s to start one[/dim]")
+            fmt.update_if_changed(self, "[dim]no search in this recording[/dim]" if self.replay else
+                                  "[dim]no search running - press s to start one[/dim]")
             return
         lines = []
         for b in s["brackets"]:
