@@ -60,3 +60,67 @@ def test_replay_dashboard_snapshot(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)
+
+
+def _invalid(frame):
+    import dataclasses
+
+    return dataclasses.replace(frame, client=dataclasses.replace(
+        frame.client, valid=False, invalid_reasons=("client loop lag 240 ms > 100 ms",)))
+
+
+def test_dashboard_snapshot_120x40_keeps_tiers_validity_and_agent_speeds(snap_compare):
+    app = AgentPerfApp(NullController(), title="agentperf-tui - twin-h200")
+
+    async def run_before(pilot):
+        app.apply_frame(_invalid(make_frame(40, search=SEARCH)))
+        app._flush_log()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_dashboard_snapshot_80x24_keeps_tiers_validity_and_agent_speeds(snap_compare):
+    app = AgentPerfApp(NullController(), title="agentperf-tui - twin-h200")
+
+    async def run_before(pilot):
+        app.apply_frame(_invalid(make_frame(40, search=SEARCH)))
+        app._flush_log()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_small_layouts_show_what_matters_and_fold_the_rest_one_key_away():
+    from agentperf_tui.tui.panels.agents import AgentsHeader
+    from agentperf_tui.tui.panels.server import ServerPanel
+    from agentperf_tui.tui.panels.slo import SloPanel
+
+    for size, folded in (((120, 40), {"context-panel"}),
+                         ((80, 24), {"context-panel", "power-panel", "search-panel", "log-panel"})):
+        app = AgentPerfApp(NullController(), title="agentperf-tui - twin-h200")
+        async with app.run_test(size=size) as pilot:
+            app.apply_frame(_invalid(make_frame(40, search=SEARCH)))
+            await pilot.pause()
+            for panel_id in ("agents-panel", "slo-panel", "server-panel"):
+                w = app.query_one(f"#{panel_id}")
+                assert w.display and w.region.height >= 4, (size, panel_id, w.region)
+            assert "CLIENT INVALID" in str(app.query_one(ServerPanel).render())
+            slo = app.query_one(SloPanel)
+            for i, name in enumerate(("tier1", "tier2", "tier3")):
+                line = app.query_one(f"#slo-text-{i}")
+                assert name in str(line.render()) and "tok/s" in str(line.render())
+                assert slo.content_region.contains_region(line.region), (size, name, line.region)
+            header = str(app.query_one(AgentsHeader).render())
+            assert "tok/s" in header and "avg tok/s" in header and "TTFT" in header, header
+            table = app.query_one("#agents-table")
+            assert table.region.width >= 76, (size, table.region)  # every column, T1-T3 included
+            hidden = {p for p in ("context-panel", "power-panel", "search-panel", "log-panel")
+                      if not app.query_one(f"#{p}").display}
+            assert hidden == folded, (size, hidden)
+            await pilot.press("7")  # the Search panel (folded at 80x24), maximized, is on screen
+            await pilot.pause()
+            assert app.query_one("#search-panel").display
+            await pilot.press("7")
+            await pilot.pause()
+            assert ("search-panel" in folded) != bool(app.query_one("#search-panel").display)

@@ -14,6 +14,7 @@ import signal
 import time
 from typing import Any
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -121,6 +122,7 @@ class AgentPerfApp(App[int]):
             self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
         self.set_interval(1.0 / self.fps, self._flush_pending)
         self.set_interval(LOG_FLUSH_S, self._flush_log)
+        self._fit_layout(self.size.width, self.size.height)
         if self.replay:  # the state line follows pause / seek / speed even when no frame comes
             self.set_interval(0.25, self._refresh_header)
         if self.handle_signals:
@@ -199,10 +201,14 @@ class AgentPerfApp(App[int]):
                 log.write(line)
 
     def _header_text(self, frame: Frame) -> str:
-        parts = [self.title_text, f"server {frame.server.state}",
-                 f"agents {frame.active_agents}/{frame.target_agents} (in work {frame.in_work_agents})",
-                 f"elapsed {fmt.clock(frame.elapsed_s)}",
-                 f"recording {frame.recording}" if frame.recording else "not recording"]
+        if getattr(self, "_narrow", False):  # a small terminal: what is running, no decoration
+            parts = [f"server {frame.server.state}", f"agents {frame.active_agents}/{frame.target_agents}",
+                     fmt.clock(frame.elapsed_s)]
+        else:
+            parts = [self.title_text, f"server {frame.server.state}",
+                     f"agents {frame.active_agents}/{frame.target_agents} (in work {frame.in_work_agents})",
+                     f"elapsed {fmt.clock(frame.elapsed_s)}",
+                     f"recording {frame.recording}" if frame.recording else "not recording"]
         if frame.paused:
             parts.append("PAUSED")
         if self.replay:
@@ -286,12 +292,34 @@ class AgentPerfApp(App[int]):
         if self._maximized == panel_id:
             self.action_restore()
             return
-        self.screen.maximize(self.query_one(f"#{panel_id}"), container=False)
+        if self._maximized is not None:
+            self.action_restore()
+        panel = self.query_one(f"#{panel_id}")
+        panel.styles.display = "block"  # a panel the small layout folds away is shown while maximized
+        self.screen.maximize(panel, container=False)
         self._maximized = panel_id
 
     def action_restore(self) -> None:
         self.screen.minimize()
+        if self._maximized is not None:
+            self.query_one(f"#{self._maximized}").styles.clear_rule("display")
         self._maximized = None
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_layout(event.size.width, event.size.height)
+
+    def _fit_layout(self, width: int, height: int) -> None:
+        """Degrade by priority: tiers, validity and per-agent speed stay on screen at every size."""
+        grid = self.query("#grid")
+        if not grid:
+            return
+        tiny = width < 100 or height < 30
+        grid.first().set_class(tiny, "tiny")
+        compact = not tiny and (width < 160 or height < 45)
+        grid.first().set_class(compact, "compact")
+        self._narrow = width < 120
+        self.query_one(SloPanel).compact = tiny or compact
+        self.query_one(ServerPanel).compact = tiny or compact
 
     def action_speed(self, direction: int) -> None:
         if not self.replay:

@@ -57,6 +57,7 @@ def reconcile_lines(s) -> list[str]:
 
 class ServerPanel(Static):
     ALLOW_MAXIMIZE = True
+    compact = False  # set by the app on small terminals: validity right under the state line
 
     def update_frame(self, frame: Frame) -> None:
         s = frame.server
@@ -90,7 +91,11 @@ class ServerPanel(Static):
             lines.append(f"  {c.workers} worker processes: loop lag max {c.worker_lag_max_ms:.0f} ms  "
                          f"CPU {c.worker_cpu_pct:.0f} %  RSS {c.worker_rss_mib:.0f} MiB")
         if not c.valid:
-            lines.append("[$error b]CLIENT INVALID: " + escape("; ".join(c.invalid_reasons)) + "[/]")
-            lines += [f"  -> {escape(a)}" for a in dict.fromkeys(advice_for(r) for r in c.invalid_reasons)]
+            validity = ["[$error b]CLIENT INVALID: " + escape("; ".join(c.invalid_reasons)) + "[/]"]
+            validity += [f"  -> {escape(a)}" for a in dict.fromkeys(advice_for(r) for r in c.invalid_reasons)]
+            if self.compact:  # the panel is short: what decides the window's validity comes first
+                lines[1:1] = validity
+            else:
+                lines += validity
         fmt.update_if_changed(self, "\n".join(lines))
         self.set_class(not c.valid, "invalid")

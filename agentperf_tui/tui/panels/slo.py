@@ -29,6 +29,15 @@ def tier_text(t: TierView) -> str:
             f" · P95 TTFT {fmt.num(t.ttft_p95_s, '.2f', ' s')}{ttft_margin}")
 
 
+def tier_line(t: TierView) -> str:
+    """One short line per tier for small terminals: verdict, P25 speed and P95 TTFT (margins in full view)."""
+    shown = t.shown_verdict
+    verdict = ("[dim]no requests[/dim]" if t.requests == 0 else "[$success b]PASS[/]" if shown == "pass"
+               else "[$error b]FAIL[/]" if shown == "fail" else "[$warning b]UNDECIDED[/]")
+    return (f"[b]{t.name}[/b] {verdict} {fmt.num(t.output_tps_p25, '.0f', ' tok/s')}"
+            f" {fmt.num(t.ttft_p95_s, '.2f', ' s')}")
+
+
 class SloPanel(Vertical):
     ALLOW_MAXIMIZE = True
 
@@ -42,6 +51,7 @@ class SloPanel(Vertical):
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self._tiers: tuple[str, ...] = ()
+        self.compact = False  # set by the app on small terminals: one line per tier, no sparkline
 
     def compose(self) -> ComposeResult:
         yield Static("[dim]waiting for the first requests[/dim]", id="slo-empty")
@@ -55,7 +65,8 @@ class SloPanel(Vertical):
                 self.mount(Static(id=f"slo-text-{i}"))
                 self.mount(Sparkline([], id=f"slo-spark-{i}"))
         for i, tier in enumerate(frame.tiers):
-            fmt.update_if_changed(self.query_one(f"#slo-text-{i}", Static), tier_text(tier))
+            fmt.update_if_changed(self.query_one(f"#slo-text-{i}", Static),
+                                  tier_line(tier) if self.compact else tier_text(tier))
             spark = self.query_one(f"#slo-spark-{i}", Sparkline)
             history = list(tier.history[-120:])
             if spark.data != history:
