@@ -11,6 +11,9 @@ import math
 from agentperf_tui.engine.frames import AgentRows
 
 SORT_KEYS = ("id", "state", "turn", "context", "ttft", "tps", "rolling")
+#: what each sort is called on screen: the table's own column headers
+SORT_LABELS = {"id": "agent", "state": "state", "turn": "turn", "context": "context tok", "ttft": "TTFT s",
+               "tps": "tok/s", "rolling": "avg tok/s"}
 FILTERS = ("all", "failing", "decode", "tool")
 _STATE_ORDER = {"prefill": 0, "decode": 1, "tool": 2, "queued": 3, "paused": 4, "retiring": 5}
 
@@ -23,7 +26,9 @@ def order_rows(rows: AgentRows, sort_key: str = "id", reverse: bool = False, fil
     """Row indices to show, filtered then sorted; missing values sort last."""
     n = len(rows)
     if filter_mode == "failing":
-        idx = [i for i in range(n) if any(p is False for p in rows.tier_pass[i])]
+        # agents in trouble: a failed request, or missing even the first (loosest) tier - not every
+        # agent below the strictest tier, which may be out of reach for all of them
+        idx = [i for i in range(n) if (rows.tier_pass[i] and rows.tier_pass[i][0] is False) or rows.failures[i] > 0]
     elif filter_mode in ("decode", "tool"):
         idx = [i for i in range(n) if rows.states[i] == filter_mode]
     else:

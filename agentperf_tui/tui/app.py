@@ -21,6 +21,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
+from agentperf_tui.engine.agent_order import SORT_LABELS
 from agentperf_tui.engine.frames import Frame
 from agentperf_tui.tui import format as fmt
 from agentperf_tui.tui.help import ConfirmQuit, HelpScreen
@@ -270,7 +271,7 @@ class AgentPerfApp(App[int]):
     def action_sort(self) -> None:
         key = self.query_one(AgentTable).cycle_sort()
         self._refresh_agents_header()
-        self.notify(f"agents sorted by {key}", timeout=1.5)
+        self.notify(f"agents sorted by {SORT_LABELS.get(key, key)}", timeout=1.5)
 
     def action_reverse(self) -> None:
         self.query_one(AgentTable).toggle_reverse()

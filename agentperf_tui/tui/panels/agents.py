@@ -10,7 +10,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from agentperf_tui.engine.agent_order import FILTERS, SORT_KEYS, order_rows
+from agentperf_tui.engine.agent_order import FILTERS, SORT_KEYS, SORT_LABELS, order_rows
 from agentperf_tui.engine.frames import AgentRows
 from agentperf_tui.tui import format as fmt
 
@@ -118,7 +118,8 @@ class AgentsHeader(Static):
              total: int) -> None:
         head = (f"{'agent':>6} {'state':<9}{'turn':^8}{'context tok':>11} {'TTFT s':>7} {'tok/s':>7} "
                 f"{'avg tok/s':>9} ") + "".join(f" T{k + 1} " for k in range(len(tier_names)))
-        order = f"sort {sort_key}{' (desc)' if reverse else ''} · filter {filter_mode} · {shown}/{total} agents"
+        order = (f"sort {SORT_LABELS.get(sort_key, sort_key)}{' (desc)' if reverse else ''} · filter {filter_mode}"
+                 f" · {shown}/{total} agents")
         key = (head, order)
         if getattr(self, "_shown", None) != key:
             self._shown = key
