@@ -141,3 +141,19 @@ def test_phase_power_and_throughput_come_from_the_window():
     assert phase["output_tokens_per_s"] > 0
     row = report["tiers"][0]
     assert row["agents_per_mw"] == round(row["max_agents"] / (row["avg_power_w"] / 1e6), 1)
+
+
+def test_the_eta_counts_down_within_a_phase_and_is_zero_once_finished():
+    import time as _time
+
+    sut = SyntheticSUT(GroundTruth(capacity=40), AA_DSV4_PRO_TIERS[:1], seed=1)
+    driver = SearchDriver(sut, SearchSettings.for_mode("quick"))
+    driver.phases = [{"agents": 8}]
+    driver._phase_seconds = 100.0  # one phase took 100 s: the per-phase estimate
+    driver._phase_started = _time.monotonic()
+    first = driver.view()["eta_s"]
+    driver._phase_started -= 30.0  # 30 s into the current phase
+    assert driver.view()["eta_s"] == pytest.approx(first - 30.0, abs=0.5)
+    finished = SearchDriver(sut, SearchSettings.for_mode("quick"))
+    assert asyncio.run(finished.run())["done"]
+    assert finished.view()["eta_s"] == 0.0 and finished.view()["status"] == "finished"

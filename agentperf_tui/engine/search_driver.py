@@ -140,6 +140,7 @@ class SearchDriver:
         self._started_at = time.monotonic()
         self._phase_seconds = 0.0
         self._aborted = ""
+        self._phase_started: float | None = None
 
     def abort(self, reason: str = "aborted by operator") -> None:
         self._aborted = reason
@@ -192,6 +193,7 @@ class SearchDriver:
         sut.set_agents(agents)
         t_change = sut.now()
         self.current = {"agents": agents, "stage": "ramping", "repeat": repeat}
+        self._phase_started = time.monotonic()
         while not sut.all_started():
             if self._stop_reason():
                 return None
@@ -311,10 +313,13 @@ class SearchDriver:
                 remaining += max(1, max(1, log.failing - log.passing).bit_length() - 1)
         per_phase = (self._phase_seconds / len(self.phases)) if self.phases else (
             self.settings.settle_s + self.settings.look_times()[-1] / 2 + 10.0)
+        status = "stopped" if self.stopped else ("finished" if self.state.done else "running")
+        # a countdown: the phases still needed, less the time the current one has already run
+        in_phase = time.monotonic() - self._phase_started if self._phase_started is not None else 0.0
+        eta = max(0.0, remaining * per_phase - min(in_phase, per_phase)) if status == "running" else 0.0
         return {"mode": self.settings.mode, "phases": self.phases, "brackets": brackets, "current": self.current,
-                "done": self.state.done, "stopped": self.stopped,
-                "status": "stopped" if self.stopped else ("finished" if self.state.done else "running"),
-                "eta_s": remaining * per_phase, "elapsed_s": time.monotonic() - self._started_at}
+                "done": self.state.done, "stopped": self.stopped, "status": status,
+                "eta_s": eta, "elapsed_s": time.monotonic() - self._started_at}
 
     def report(self, power_boundary: str = "gpu", extra: dict[str, Any] | None = None) -> dict[str, Any]:
         tiers = []

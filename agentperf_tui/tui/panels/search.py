@@ -35,7 +35,8 @@ class SearchPanel(Static):
         elif status == "finished" or s.get("done"):
             state = "finished"
         else:
-            state = f"ETA ~{fmt.clock(s.get('eta_s') or 0)} (x: abort)"
+            basis = f"from {len(s['phases'])} phases" if s["phases"] else "before the first phase"
+            state = f"ETA ~{fmt.clock(s.get('eta_s') or 0)} ({basis}; x: abort)"
         lines.append(f"{s['mode']} mode · {len(s['phases'])} phases · {state}")
         marks_of = {"pass": "✓", "fail": "✗", "undecided": "?"}
         for p in s["phases"][-6:]:
