@@ -198,3 +198,26 @@ async def test_a_server_that_failed_to_start_is_an_error_state_not_a_frozen_star
         app.apply_frame(frame)  # said once, not once per frame
         await pilot.pause()
         assert len(list(app._notifications)) == 1
+
+
+async def test_server_chatter_stays_out_of_the_log_until_asked_for():
+    import dataclasses
+
+    from agentperf_tui.tui.app import LogPanel
+
+    app = AgentPerfApp(NullController())
+    events = ("12:00:01 agents target 8 -> 16",) + tuple(
+        f"12:00:{i:02d} [twin] Decode batch. #running-req: 16" for i in range(2, 40)) + (
+        "12:00:41 search phase 16 agents: tier1 pass",)
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_frame(dataclasses.replace(make_frame(5), events=events))
+        app._flush_log()
+        await pilot.pause()
+        log = app.query_one(LogPanel)
+        text = "\n".join(line.text for line in log.lines)
+        assert "agents target 8 -> 16" in text and "search phase 16 agents" in text
+        assert "Decode batch" not in text and "events (l)" in str(log.border_title)
+        await pilot.press("l")
+        await pilot.pause()
+        text = "\n".join(line.text for line in log.lines)
+        assert text.count("Decode batch") == 38 and "events + server lines" in str(log.border_title)

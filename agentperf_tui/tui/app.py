@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
+from collections import deque
 from typing import Any
 
 from textual import events
@@ -44,8 +46,17 @@ class AgentsPanel(Vertical):
     ALLOW_MAXIMIZE = True
 
 
+SERVER_LINE = re.compile(r"^\d\d:\d\d:\d\d \[[^\]]+\] ")  # "12:00:01 [twin] Decode batch ..."
+
+
+def is_server_line(line: str) -> bool:
+    """A line a server process printed (relayed into the Log), not one of the run's own events."""
+    return bool(SERVER_LINE.match(line))
+
+
 class LogPanel(RichLog):
-    """The Log panel: server log lines and notable events, bounded."""
+    """The Log panel: the run's events (target changes, failures, phases, warnings) and, on request
+    (``l``), the server processes' own log lines, bounded."""
 
     ALLOW_MAXIMIZE = True
 
@@ -74,6 +85,7 @@ class AgentPerfApp(App[int]):
         Binding("less_than_sign", "speed(-1)", "slower", id="replay.slower", key_display="<"),
         Binding("greater_than_sign", "speed(1)", "faster", id="replay.faster", key_display=">"),
         Binding("left", "seek(-10)", "-10 s", id="replay.back"),
+        Binding("l", "toggle_server_log", "server log", id="log.server_lines", show=False),
         Binding("right", "seek(10)", "+10 s", id="replay.forward"),
         Binding("n", "phase(1)", "next phase", id="replay.next_phase"),
         Binding("N", "phase(-1)", "previous phase", id="replay.prev_phase", show=False),
@@ -97,6 +109,8 @@ class AgentPerfApp(App[int]):
         self._pending: Frame | None = None
         self._maximized: str | None = None
         self._log_pending: list[str] = []
+        self._log_all: deque[str] = deque(maxlen=LOG_LINES)  # every line, for the l toggle
+        self.log_server_lines = False  # server chatter (the twin's "Decode batch" lines) off by default
         self._start_failure_shown = False
 
     # -- layout -------------------------------------------------------------------------------
@@ -121,6 +135,7 @@ class AgentPerfApp(App[int]):
                   "power-panel": "GPU power", "server-panel": "Server", "log-panel": "Log", "search-panel": "Search"}
         for i, panel in enumerate(PANELS):
             self.query_one(f"#{panel}").border_title = f"{titles[panel]} [{i + 1}]"
+        self._title_log()
         self.set_interval(1.0 / self.fps, self._flush_pending)
         self.set_interval(LOG_FLUSH_S, self._flush_log)
         self._fit_layout(self.size.width, self.size.height)
@@ -197,9 +212,27 @@ class AgentPerfApp(App[int]):
             if not panels:  # the timer can fire once more while the app tears its screen down
                 return
             lines, self._log_pending = self._log_pending[-LOG_LINES:], []
+            self._log_all.extend(lines)
             log = panels.first()
             for line in lines:
+                if self.log_server_lines or not is_server_line(line):
+                    log.write(line)
+
+    def action_toggle_server_log(self) -> None:
+        """l: the Log shows the run's events only, or server log lines too (rebuilt from the buffer)."""
+        self.log_server_lines = not self.log_server_lines
+        self._flush_log()
+        log = self.query_one(LogPanel)
+        log.clear()
+        for line in self._log_all:
+            if self.log_server_lines or not is_server_line(line):
                 log.write(line)
+        self._title_log()
+        self.notify("Log: events and server lines" if self.log_server_lines else "Log: events only", timeout=1.5)
+
+    def _title_log(self) -> None:
+        log = self.query_one(LogPanel)
+        log.border_title = f"Log [6] · {'events + server lines' if self.log_server_lines else 'events'} (l)"
 
     def _header_text(self, frame: Frame) -> str:
         if getattr(self, "_narrow", False):  # a small terminal: what is running, no decoration

@@ -18,6 +18,7 @@ KEYS = """[b]Keys[/b]
   1..7       maximize a panel (again or Esc restores)
   o / O      sort the Agents table / reverse       f    filter: all, failing, decode, tool
   ?          this help                 q          quit (asks first while load runs: y / n)
+  l          Log: the run's events only (default) / with the server processes' own log lines
   ctrl+p     command palette (every action above)
   replay:    space pause · < > slower/faster · left/right seek 10 s · n / N next/previous search phase
 """
