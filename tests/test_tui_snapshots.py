@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentperf_tui.tui.app import AgentPerfApp
 from agentperf_tui.tui.controller import NullController
 
@@ -69,7 +71,8 @@ def _invalid(frame):
         frame.client, valid=False, invalid_reasons=("client loop lag 240 ms > 100 ms",)))
 
 
-def test_dashboard_snapshot_120x40_keeps_tiers_validity_and_agent_speeds(snap_compare):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_small_dashboard_snapshots_keep_tiers_validity_and_agent_speeds(snap_compare, size):
     app = AgentPerfApp(NullController(), title="agentperf-tui - twin-h200")
 
     async def run_before(pilot):
@@ -77,18 +80,7 @@ def test_dashboard_snapshot_120x40_keeps_tiers_validity_and_agent_speeds(snap_co
         app._flush_log()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
-
-
-def test_dashboard_snapshot_80x24_keeps_tiers_validity_and_agent_speeds(snap_compare):
-    app = AgentPerfApp(NullController(), title="agentperf-tui - twin-h200")
-
-    async def run_before(pilot):
-        app.apply_frame(_invalid(make_frame(40, search=SEARCH)))
-        app._flush_log()
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 async def test_small_layouts_show_what_matters_and_fold_the_rest_one_key_away():

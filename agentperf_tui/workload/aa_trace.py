@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from agentperf_tui.workload.errors import WorkloadError
+from agentperf_tui.workload.jsonl import shared_prefix
 from agentperf_tui.workload.model import Trajectory, Turn, Workload
 
 REQUIRED_KEYS = (
@@ -134,15 +135,6 @@ def _parse_line(raw: bytes, where: str, lineno: int) -> tuple[str, _Call]:
     return str(row["conversation_id"]), call
 
 
-def _common_prefix(a: tuple[dict[str, Any], ...], b: list[dict[str, Any]]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list[str]) -> Trajectory:
     """One trajectory from a conversation's calls (sorted here)."""
     calls.sort(key=lambda c: c.idx)
@@ -163,7 +155,7 @@ def _trajectory(conversation: str, calls: list[_Call], name: str, warnings: list
             prefix.append(None)
             continue
         prev = shared[-1]
-        n = _common_prefix(prev, call.messages)
+        n = shared_prefix(prev, call.messages)
         shared.append(prev[:n] + tuple(call.messages[n:]))
         prefix.append(n)
     turns = []

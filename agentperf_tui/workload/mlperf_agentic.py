@@ -29,6 +29,7 @@ import orjson
 
 from agentperf_tui.tokens import estimate_message_tokens
 from agentperf_tui.workload.errors import WorkloadError
+from agentperf_tui.workload.jsonl import json_objects
 from agentperf_tui.workload.model import Trajectory, Turn, Workload
 
 ROLES = ("user", "assistant", "tool")
@@ -122,22 +123,9 @@ def _conversation(cid: str, rows: list[tuple[int, dict[str, Any]]], path: Path) 
 
 
 def load_mlperf_agentic(path: Path) -> Workload:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WorkloadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     conversations: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     last = None
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise WorkloadError(f"{where}: invalid JSON: {exc}") from exc
-        if not isinstance(row, dict):
-            raise WorkloadError(f"{where}: expected one JSON object per line")
+    for lineno, where, row in json_objects(path):
         if row.get("_type") == "dataset_metadata":
             continue
         cid = row.get("conversation_id")

@@ -21,10 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from agentperf_tui.workload.blocks import block_text, filler
 from agentperf_tui.workload.errors import WorkloadError
+from agentperf_tui.workload.jsonl import json_objects, shared_prefix
 from agentperf_tui.workload.model import Trajectory, Turn, Workload
 
 BLOCK_SIZE = 512  # AIPerf's default --isl-block-size for mooncake traces
@@ -76,33 +75,11 @@ def _prompt(row: dict[str, Any], where: str, scope: str, key: str, block_size: i
     return "".join(parts)
 
 
-def _shared(a: tuple[dict[str, Any], ...], b: tuple[dict[str, Any], ...]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def load_mooncake(path: Path, block_size: int = BLOCK_SIZE) -> Workload:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WorkloadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     scope = path.name
     sessions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     timestamps = 0
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise WorkloadError(f"{where}: invalid JSON: {exc}") from exc
-        if not isinstance(row, dict):
-            raise WorkloadError(f"{where}: expected one JSON object per line")
+    for lineno, where, row in json_objects(path):
         for key in ("timestamp", "delay"):
             v = row.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
@@ -131,7 +108,7 @@ def load_mooncake(path: Path, block_size: int = BLOCK_SIZE) -> Workload:
             Turn(messages, out,
                  tool_delay_s=(rows[k + 1][1].get("delay") or 0) / 1000.0 if k + 1 < len(rows) else 0.0,
                  recorded_assistant=answer if k + 1 < len(rows) else None,
-                 previous_prefix=_shared(calls[k - 1][0], messages) if k else None)
+                 previous_prefix=shared_prefix(calls[k - 1][0], messages) if k else None)
             for k, (messages, out, answer) in enumerate(calls))
         trajectories.append(Trajectory(sid, turns, source=str(path), metadata={"format": "mooncake"}))
     warnings = []
