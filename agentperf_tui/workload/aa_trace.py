@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from agentperf_tui.workload.errors import WorkloadError
-from agentperf_tui.workload.jsonl import shared_prefix
+from agentperf_tui.workload.jsonl import json_objects, shared_prefix
 from agentperf_tui.workload.model import Trajectory, Turn, Workload
 
 REQUIRED_KEYS = (
@@ -93,13 +93,7 @@ def _output_tokens(row: dict[str, Any], where: str) -> int:
     )
 
 
-def _parse_line(raw: bytes, where: str, lineno: int) -> tuple[str, _Call]:
-    try:
-        row = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise WorkloadError(f"{where}: invalid JSON: {exc}") from exc
-    if not isinstance(row, dict):
-        raise WorkloadError(f"{where}: expected one JSON object per line, got {type(row).__name__}")
+def _parse_row(row: dict[str, Any], where: str, lineno: int) -> tuple[str, _Call]:
     for key in REQUIRED_KEYS:
         if key not in row:
             raise WorkloadError(f"{where}: missing key '{key}'")
@@ -189,15 +183,9 @@ def load_trace(path: Path, display: str | None = None) -> tuple[list[Trajectory]
     ``display`` is how the file is named in messages (default: the path as given).
     """
     name = display or str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WorkloadError(f"{name}: cannot read: {exc.strerror or exc}") from exc
     conversations: dict[str, list[_Call]] = {}
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            continue
-        conversation, call = _parse_line(raw, f"{name}:{lineno}", lineno)
+    for lineno, where, row in json_objects(path, name):
+        conversation, call = _parse_row(row, where, lineno)
         conversations.setdefault(conversation, []).append(call)
     if not conversations:
         raise WorkloadError(f"{name}: no model calls in the file")

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import orjson
 
-from agentperf_tui.workload import agentx_trace, mlperf_agentic
 from agentperf_tui.workload.aa_trace import load_manifest, load_trace_workload
+from agentperf_tui.workload.agentx_trace import load_agentx
+from agentperf_tui.workload.agentx_trace import looks_like as looks_like_agentx
 from agentperf_tui.workload.errors import WorkloadError
+from agentperf_tui.workload.mlperf_agentic import load_mlperf_agentic
+from agentperf_tui.workload.mlperf_agentic import looks_like as looks_like_mlperf
 from agentperf_tui.workload.model import Workload
 from agentperf_tui.workload.mooncake import load_mooncake
 from agentperf_tui.workload.openai_jsonl import load_openai_jsonl
@@ -62,18 +65,18 @@ def load_workload(spec: str | Path | None, *, seed: int = 1, synthetic_count: in
             head = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             head = None  # the manifest loader names the problem
-        if agentx_trace.looks_like(head):
-            return agentx_trace.load_agentx(path)
+        if looks_like_agentx(head):
+            return load_agentx(path)
         return load_manifest(path)
     if suffix != ".jsonl":
         raise WorkloadError(f"{path}: unknown workload format (expected 'synthetic', .json or .jsonl)")
     row = _first_row(path)
-    if mlperf_agentic.looks_like(row):
-        return mlperf_agentic.load_mlperf_agentic(path)
+    if looks_like_mlperf(row):
+        return load_mlperf_agentic(path)
     if isinstance(row, dict) and any(key in row for key in AA_TRACE_KEYS):
         return load_trace_workload(path)
-    if agentx_trace.looks_like(row):
-        return agentx_trace.load_agentx(path)
+    if looks_like_agentx(row):
+        return load_agentx(path)
     if isinstance(row, dict) and any(key in row for key in MOONCAKE_KEYS):
         return load_mooncake(path)
     return load_openai_jsonl(path)

@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from agentperf_tui.tokens import estimate_message_tokens
 from agentperf_tui.workload.errors import WorkloadError
+from agentperf_tui.workload.jsonl import json_lines
 from agentperf_tui.workload.model import Trajectory, Turn, Workload
 
 DEFAULT_TOOL_DELAY_S = 1.0
@@ -77,19 +76,8 @@ def _conversation(row: Any, where: str, lineno: int, default_id: str, source: st
 def load_openai_jsonl(path: Path) -> Workload:
     """Every conversation of an OpenAI-messages JSONL file, one trajectory per non-empty line."""
     name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WorkloadError(f"{name}: cannot read: {exc.strerror or exc}") from exc
     trajectories = []
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{name}:{lineno}"
-        try:
-            row = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise WorkloadError(f"{where}: invalid JSON: {exc}") from exc
+    for lineno, where, row in json_lines(path, name):  # a line may be a bare list of messages
         trajectories.append(_conversation(row, where, lineno, f"{path.stem}-{lineno}", name))
     if not trajectories:
         raise WorkloadError(f"{name}: no conversations in the file")
