@@ -42,6 +42,8 @@ def progress_line(frame: Frame) -> str:
         parts.append(f"{frame.client.workers} workers lag max {frame.client.worker_lag_max_ms:.0f} ms")
     if not frame.client.valid:
         parts.append("CLIENT INVALID: " + "; ".join(frame.client.invalid_reasons))
+    if frame.stalled_agents:
+        parts.append(f"STALL {frame.stalled_agents} agents (request without progress)")
     return " | ".join(parts)
 
 

@@ -29,7 +29,10 @@ def make_frame(agents: int = 40, seq: int = 1, elapsed_s: float = 75.0, valid: b
         trajectories=tuple(f"synthetic-{i % 64:04d}" for i in ids), turns=tuple(1 + i % 17 for i in ids),
         turn_counts=tuple(20 + i % 9 for i in ids), context_tokens=tuple(5000 + (i * 977) % 60000 for i in ids),
         last_ttft_s=ttft, last_tps=tps, rolling_tps=tuple(None if t is None else t * 0.97 for t in tps),
-        tier_pass=passes, failures=tuple(i % 5 == 0 for i in ids))
+        tier_pass=passes, failures=tuple(i % 5 == 0 for i in ids),
+        # agent 4 stalled in decode (~100 s on turn 5), agent 17 waiting 140 s for a first token
+        state_s=tuple(97.0 if i == 4 else 140.0 if i == 17 else float(1 + i * 7 % 50) for i in ids),
+        stalled=tuple(i in (4, 17) for i in ids))
     history = tuple((k % 10) / 10 for k in range(60))
     tiers = (
         TierView("tier1", 20.0, 10.0, 412, 44.5, 2.9, True, 1.225, 0.71, 0.93, history),
@@ -51,4 +54,5 @@ def make_frame(agents: int = 40, seq: int = 1, elapsed_s: float = 75.0, valid: b
                           2_480.0, 1.71, 412_000.0, 14_226_293.0),
         client=ClientView(0.8, 3.0, 23.0, 180.0, valid, () if valid else ("client loop lag 240 ms > 100 ms",)),
         agents=rows, events=(f"12:00:{seq % 60:02d} agents target 8 -> {agents}",), search=search,
+        stalled_agents=sum(rows.stalled),
     )

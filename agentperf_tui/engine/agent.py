@@ -34,18 +34,45 @@ PAUSED = "paused"
 STATES = (QUEUED, PREFILL, DECODE, TOOL, RETIRING, PAUSED)
 ROLLING_REQUESTS = 5
 ERROR_BACKOFF_S = 0.5
+#: a request in decode that received nothing (no token, no byte) for this long is stalled
+STALL_DECODE_S = 10.0
+#: a request waiting for its first token is stalled past this share of the first-byte timeout...
+STALL_FIRST_TOKEN_SHARE = 0.25
+#: ...and never before this many seconds
+STALL_FIRST_TOKEN_MIN_S = 10.0
+
+
+def first_token_stall_s(first_byte_timeout_s: float) -> float:
+    """How long a request may wait for its first token before it counts as stalled (75 s under
+    the default 300 s first-byte timeout): long queueing under load is normal, minutes are not."""
+    return max(STALL_FIRST_TOKEN_MIN_S, STALL_FIRST_TOKEN_SHARE * first_byte_timeout_s)
+
+
+def is_stalled(in_flight: tuple[float, float | None] | None, last_progress: float | None, now: float,
+               first_token_limit_s: float, decode_limit_s: float = STALL_DECODE_S) -> bool:
+    """A request in flight that stopped making progress: in decode, no token or byte for longer
+    than ``decode_limit_s``; waiting for its first token, longer than ``first_token_limit_s``
+    since it was sent. No request in flight (tool time, queued, paused) is never a stall."""
+    if in_flight is None:
+        return False
+    sent, first = in_flight
+    if first is None:
+        return now - sent > first_token_limit_s
+    last = first if last_progress is None else max(first, last_progress)
+    return now - last > decode_limit_s
 
 
 class AgentState:
     """Live, mutable view of one agent, read by the frame builder (same thread, same loop)."""
 
-    __slots__ = ("agent_id", "state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
+    __slots__ = ("agent_id", "_state", "changed_at", "trajectory_id", "turn_index", "turn_count", "context_tokens",
                  "last_ttft_s", "last_tps", "recent_tps", "rolling_tps", "current", "retiring", "requests", "failures",
                  "passes", "started", "last_record", "ready_at")
 
     def __init__(self, agent_id: int):
         self.agent_id = agent_id
-        self.state = QUEUED
+        self._state = QUEUED
+        self.changed_at = time.monotonic()  # when ``state`` last took a new value (monotonic s)
         self.trajectory_id = ""
         self.turn_index = 0
         self.turn_count = 0
@@ -62,6 +89,31 @@ class AgentState:
         self.started = False
         self.last_record: RequestRecord | None = None
         self.ready_at = 0.0  # monotonic time the agent's next request was due
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != self._state:
+            self._state = value
+            self.changed_at = time.monotonic()
+
+    @property
+    def state_since(self) -> float:
+        """When the state shown (``live_state``) began, monotonic seconds: a request's prefill at
+        its send, its decode at its first token, any other state at its last change."""
+        current = self.current
+        if current is not None:
+            return current.t_send if current.t_first is None else current.t_first
+        return self.changed_at
+
+    @property
+    def last_progress(self) -> float | None:
+        """Latest arrival of bytes for the running request (None: none running or nothing yet)."""
+        current = self.current
+        return None if current is None else current.t_recv
 
     @property
     def live_state(self) -> str:

@@ -10,11 +10,11 @@ import math
 
 from agentperf_tui.engine.frames import AgentRows
 
-SORT_KEYS = ("id", "state", "turn", "context", "ttft", "tps", "rolling")
+SORT_KEYS = ("id", "state", "since", "turn", "context", "ttft", "tps", "rolling")
 #: what each sort is called on screen: the table's own column headers
-SORT_LABELS = {"id": "agent", "state": "state", "turn": "turn", "context": "context tok", "ttft": "TTFT s",
-               "tps": "tok/s", "rolling": "avg tok/s"}
-FILTERS = ("all", "failing", "decode", "tool")
+SORT_LABELS = {"id": "agent", "state": "state", "since": "in state", "turn": "turn", "context": "ctx tok",
+               "ttft": "TTFT s", "tps": "tok/s", "rolling": "avg tok/s"}
+FILTERS = ("all", "failing", "decode", "tool", "stalled")
 _STATE_ORDER = {"prefill": 0, "decode": 1, "tool": 2, "queued": 3, "paused": 4, "retiring": 5}
 
 
@@ -29,6 +29,8 @@ def order_rows(rows: AgentRows, sort_key: str = "id", reverse: bool = False, fil
         # agents in trouble: a failed request, or missing even the first (loosest) tier - not every
         # agent below the strictest tier, which may be out of reach for all of them
         idx = [i for i in range(n) if (rows.tier_pass[i] and rows.tier_pass[i][0] is False) or rows.failures[i] > 0]
+    elif filter_mode == "stalled":
+        idx = [i for i in range(n) if rows.stalled[i]]
     elif filter_mode in ("decode", "tool"):
         idx = [i for i in range(n) if rows.states[i] == filter_mode]
     else:
@@ -36,7 +38,9 @@ def order_rows(rows: AgentRows, sort_key: str = "id", reverse: bool = False, fil
     if sort_key == "id":
         keyf = rows.ids.__getitem__
     elif sort_key == "state":
-        keyf = lambda i: _STATE_ORDER.get(rows.states[i], 9)  # noqa: E731
+        keyf = lambda i: -1 if rows.stalled[i] else _STATE_ORDER.get(rows.states[i], 9)  # noqa: E731  (stalls first)
+    elif sort_key == "since":
+        keyf = lambda i: _num(rows.state_s[i], -math.inf if reverse else math.inf)  # noqa: E731
     elif sort_key == "turn":
         keyf = rows.turns.__getitem__
     elif sort_key == "context":

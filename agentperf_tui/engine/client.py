@@ -38,6 +38,7 @@ class StreamResult:
     t_first: float | None = None
     t_last: float | None = None
     t_end: float = 0.0
+    t_recv: float | None = None  # arrival of the latest bytes of the body (token or not): the stall clock
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     completion_tokens: int | None = None
@@ -132,6 +133,7 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
                     except StopAsyncIteration:
                         break
                     now = time.monotonic()
+                    result.t_recv = now
                     if first_byte:
                         first_byte = False
                     buffer += data

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from agentperf_tui.engine.agent import first_token_stall_s, is_stalled
 from agentperf_tui.engine.frames import (
     AgentRows,
     ContextView,
@@ -40,6 +41,7 @@ def build_frame(session: Session, now: float) -> Frame:
     tier_views = tuple(TierView.from_verdict(v, share, tuple(h))
                        for v, share, h in zip(verdicts, shares, m.compliance_history, strict=True))
     mean, p50, p95, cmax = context_stats(contexts)
+    rows = agent_rows(session, agents, now)
     context = ContextView(mean, p50, p95, cmax, tuple(m.context_history_mean), tuple(m.context_history_p95),
                           m.growth_per_turn)
     return Frame(
@@ -49,13 +51,15 @@ def build_frame(session: Session, now: float) -> Frame:
         requests_completed=m.completed, requests_failed=m.failed, output_tokens=m.output_tokens,
         output_tokens_per_s=m.output_tokens_per_s(now), effective_concurrency=m.effective_concurrency,
         steady=steady, tiers=tier_views, context=context, power=power_view(session, lg.active if lg else 0),
-        server=server_view(session), client=session._client_view(), agents=agent_rows(session, agents),
+        server=server_view(session), client=session._client_view(), agents=rows,
         events=session.take_events(), search=session.search_view() if session.search_view else None,
+        stalled_agents=sum(rows.stalled),
     )
 
 
-def agent_rows(session: Session, agents: list) -> AgentRows:
+def agent_rows(session: Session, agents: list, now: float) -> AgentRows:
     agents.sort(key=lambda a: a.agent_id)
+    first_token_limit = first_token_stall_s(session.options.timeouts.first_byte_s)
     tiers = session.tiers
     passes = []
     for a in agents:
@@ -74,7 +78,9 @@ def agent_rows(session: Session, agents: list) -> AgentRows:
         turn_counts=tuple(a.turn_count for a in agents), context_tokens=tuple(a.context_tokens for a in agents),
         last_ttft_s=tuple(a.last_ttft_s for a in agents), last_tps=tuple(a.last_tps for a in agents),
         rolling_tps=tuple(a.rolling_tps for a in agents), tier_pass=tuple(passes),
-        failures=tuple(a.failures for a in agents))
+        failures=tuple(a.failures for a in agents),
+        state_s=tuple(round(max(0.0, now - a.state_since), 1) for a in agents),
+        stalled=tuple(is_stalled(a.in_flight, a.last_progress, now, first_token_limit) for a in agents))
 
 
 GPU_LIMIT_W = {"H200": 700.0, "H100": 700.0, "B200": 1000.0, "B300": 1400.0, "GB200": 1200.0, "GB300": 1400.0}

@@ -30,6 +30,17 @@ class AgentRows:
     rolling_tps: tuple[float | None, ...] = ()
     tier_pass: tuple[tuple[bool | None, ...], ...] = ()  # per agent, per tier: last request met it
     failures: tuple[int, ...] = ()
+    # seconds in the state shown (None: unknown), and whether the agent's request stalled
+    # (engine/agent.py is_stalled); recordings made before these columns read as unknown / not stalled
+    state_s: tuple[float | None, ...] = ()
+    stalled: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.state_s) != n:
+            object.__setattr__(self, "state_s", (self.state_s + (None,) * n)[:n])
+        if len(self.stalled) != n:
+            object.__setattr__(self, "stalled", (self.stalled + (False,) * n)[:n])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -201,6 +212,7 @@ class Frame:
     agents: AgentRows = field(default_factory=AgentRows)
     events: tuple[str, ...] = ()
     search: dict | None = None
+    stalled_agents: int = 0  # agents whose request stalled (AgentRows.stalled); 0 in older recordings
 
     def to_dict(self, include_agents: bool = True) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -234,4 +246,5 @@ class Frame:
             agents=AgentRows(**{k: tup(v) for k, v in agents.items()}) if agents else AgentRows(),
             events=tuple(data.get("events") or ()),
             search=data.get("search"),
+            stalled_agents=int(data.get("stalled_agents") or 0),
         )

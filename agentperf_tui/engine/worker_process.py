@@ -55,7 +55,7 @@ class WorkerSpec:
 def _agent_row(a: Any) -> list[Any]:
     return [a.agent_id, a.live_state, a.trajectory_id, a.turn_index, a.turn_count, a.context_tokens,
             a.last_ttft_s, a.last_tps, a.rolling_tps, a.failures, a.in_work, a.started, a.retiring, a.in_flight,
-            a.streamed_tokens]
+            a.streamed_tokens, a.state_since, a.last_progress]
 
 
 async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:

@@ -87,7 +87,7 @@ class RemoteAgent:
 
     __slots__ = ("agent_id", "live_state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
                  "last_ttft_s", "last_tps", "rolling_tps", "failures", "in_work", "started", "retiring",
-                 "in_flight", "last_record", "streamed_tokens")
+                 "in_flight", "last_record", "streamed_tokens", "state_since", "last_progress")
 
     def __init__(self, row: list[Any]):
         self.last_record: RequestRecord | None = None
@@ -96,7 +96,8 @@ class RemoteAgent:
     def update(self, row: list[Any]) -> None:
         (self.agent_id, self.live_state, self.trajectory_id, self.turn_index, self.turn_count,
          self.context_tokens, self.last_ttft_s, self.last_tps, self.rolling_tps, self.failures,
-         self.in_work, self.started, self.retiring, in_flight, self.streamed_tokens) = row
+         self.in_work, self.started, self.retiring, in_flight, self.streamed_tokens, self.state_since,
+         self.last_progress) = row
         self.in_flight = tuple(in_flight) if in_flight else None  # (sent, first token) of the running request
 
 

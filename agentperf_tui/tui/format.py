@@ -45,6 +45,18 @@ def joules(value: float | None) -> str:
     return f"{value:.0f} J"
 
 
+def since(seconds: float | None) -> str:
+    """A time in state, at most 6 cells: 42 s, 12m05s, 3h07m ("-" when unknown)."""
+    if seconds is None:
+        return "-"
+    s = int(max(0.0, seconds))
+    if s < 100:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def clock(seconds: float) -> str:
     s = int(max(0, seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

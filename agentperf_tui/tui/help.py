@@ -10,20 +10,30 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from agentperf_tui.engine.advice import ADVICE
+from agentperf_tui.engine.agent import (
+    STALL_DECODE_S,
+    STALL_FIRST_TOKEN_MIN_S,
+    STALL_FIRST_TOKEN_SHARE,
+    first_token_stall_s,
+)
+from agentperf_tui.engine.client import Timeouts
 
 KEYS = """[b]Keys[/b]
   + / -      agents +1 / -1            ] / [      agents +10 / -10
   * / /      double / halve agents     p          pause / resume load (agents finish their turn)
   s          start the auto-search     x          abort the running search (report: stopped)
   1..7       maximize a panel (again or Esc restores)
-  o / O      sort the Agents table / reverse       f    filter: all, failing, decode, tool
+  o / O      sort the Agents table / reverse       f    filter: all, failing, decode, tool, stalled
   ?          this help                 q          quit (asks first while load runs: y / n)
   l          Log: the run's events only (default) / with the server processes' own log lines
   ctrl+p     command palette (every action above)
   replay:    space pause · < > slower/faster · left/right seek 10 s · n / N next/previous search phase
 """
 
-METRICS = """[b]Definitions[/b]
+_DECODE, _SHARE, _MIN = STALL_DECODE_S, STALL_FIRST_TOKEN_SHARE, STALL_FIRST_TOKEN_MIN_S
+_FIRST = first_token_stall_s(Timeouts().first_byte_s)
+
+METRICS = f"""[b]Definitions[/b]
   TTFT (s)            time from sending a request to the first streamed token of any kind
                       (reasoning, content or tool call), timed when the bytes arrive.
   output speed        (output tokens - 1) / (time of last token - time of first token), tok/s;
@@ -37,8 +47,14 @@ METRICS = """[b]Definitions[/b]
   compliance          share of the window's finished requests meeting both targets of a tier.
   window              requests sent in the last 60 s, in flight included (live); summaries: sent in
                       the steady window (30 s after every agent of the last target had started).
+  in state (s)        how long an agent has been in the state shown: prefill since its request was
+                      sent, decode since the first token, tool / queued / paused since they began.
+  STALL               an agent whose request stopped making progress: in decode, no new token or
+                      byte for > {_DECODE:.0f} s; waiting for its first token, longer than {_SHARE:.0%} of the
+                      first-byte timeout (at least {_MIN:.0f} s; {_FIRST:.0f} s with the default timeout). Counted
+                      beside validity (Server panel) and over the Agents table; f shows only them.
   effective concurrency  time-average of agents with a request in flight or in tool time.
-  context tokens      prompt + output tokens of an agent's latest call; growth = prompt increase
+  context tokens      (ctx tok) prompt + output tokens of an agent's latest call; growth = prompt increase
                       between consecutive turns (tok/turn).
   power (W)           from GPU energy counters (NVML or dcgm-exporter); average power = energy
                       delta / time. Boundary gpu = GPU boards only (what AA divides by).

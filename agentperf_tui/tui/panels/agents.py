@@ -14,14 +14,16 @@ from agentperf_tui.engine.agent_order import FILTERS, SORT_KEYS, SORT_LABELS, or
 from agentperf_tui.engine.frames import AgentRows
 from agentperf_tui.tui import format as fmt
 
-COLUMNS = (("agent", 7), ("state", 9), ("turn", 8), ("context tok", 12), ("TTFT s", 8), ("tok/s", 8),
+COLUMNS = (("agent", 6), ("state", 9), ("in state", 9), ("turn", 8), ("ctx tok", 8), ("TTFT s", 7), ("tok/s", 7),
            ("avg tok/s", 10))  # (title, cell width): the header below and _build() use the same widths
+TIER_CELL = 3  # " ✓ " under "T1 "
 
 
 class AgentTable(ScrollView, can_focus=True):
     """Line-API table over the frame's columnar AgentRows."""
 
-    COMPONENT_CLASSES = {"agents--pass", "agents--fail", "agents--dim", "agents--decode", "agents--tool"}
+    COMPONENT_CLASSES = {"agents--pass", "agents--fail", "agents--dim", "agents--decode", "agents--tool",
+                         "agents--stall"}
     DEFAULT_CSS = """
     AgentTable { height: 1fr; }
     AgentTable > .agents--pass { color: $success; }
@@ -29,6 +31,7 @@ class AgentTable(ScrollView, can_focus=True):
     AgentTable > .agents--dim { color: $text-muted; }
     AgentTable > .agents--decode { color: $accent; }
     AgentTable > .agents--tool { color: $warning; }
+    AgentTable > .agents--stall { color: $error; text-style: bold reverse; }
     """
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -45,7 +48,7 @@ class AgentTable(ScrollView, can_focus=True):
         self.rows = rows
         self.tier_names = tier_names
         self.order = order_rows(rows, self.sort_key, self.reverse, self.filter_mode)
-        width = sum(w for _, w in COLUMNS) + 4 * len(tier_names) + 2
+        width = sum(w for _, w in COLUMNS) + TIER_CELL * len(tier_names) + 1
         size = Size(width, len(self.order))
         if self.virtual_size != size:  # a new size means a layout pass; same size only repaints
             self.virtual_size = size
@@ -77,7 +80,8 @@ class AgentTable(ScrollView, can_focus=True):
         i = self.order[index]
         r = self.rows
         key = (r.ids[i], r.states[i], r.turns[i], r.turn_counts[i], r.context_tokens[i], r.last_ttft_s[i],
-               r.last_tps[i], r.rolling_tps[i], r.tier_pass[i], scroll_x, width)
+               r.last_tps[i], r.rolling_tps[i], r.tier_pass[i], int(r.state_s[i] or 0), r.stalled[i], scroll_x,
+               width)
         strip = self._cache.get(key)
         if strip is None:
             strip = self._build(i).crop(scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
@@ -88,14 +92,19 @@ class AgentTable(ScrollView, can_focus=True):
         r = self.rows
         base = self.rich_style
         state = r.states[i]
-        state_style = {"decode": "agents--decode", "tool": "agents--tool"}.get(state, "agents--dim")
+        if r.stalled[i]:  # a request without progress: not to be mistaken for a long generation
+            state, state_style = "STALL", "agents--stall"
+        else:
+            state_style = {"decode": "agents--decode", "tool": "agents--tool"}.get(state, "agents--dim")
+        style = self.get_component_rich_style(state_style)
         cells = [
-            (f"{r.ids[i]:>6} ", base),
-            (f"{state:<9}", self.get_component_rich_style(state_style)),
+            (f"{r.ids[i]:>5} ", base),
+            (f"{state:<9}", style),
+            (f"{fmt.since(r.state_s[i]):>8} ", style if r.stalled[i] else base),
             (f"{r.turns[i]:>3}/{r.turn_counts[i]:<4}", base),
-            (f"{fmt.tokens(r.context_tokens[i]):>11} ", base),
-            (f"{fmt.num(r.last_ttft_s[i], '.2f'):>7} ", base),
-            (f"{fmt.num(r.last_tps[i], '.1f'):>7} ", base),
+            (f"{fmt.tokens(r.context_tokens[i]):>7} ", base),
+            (f"{fmt.num(r.last_ttft_s[i], '.2f'):>6} ", base),
+            (f"{fmt.num(r.last_tps[i], '.1f'):>6} ", base),
             (f"{fmt.num(r.rolling_tps[i], '.1f'):>9} ", base),
         ]
         passed = self.get_component_rich_style("agents--pass")
@@ -103,11 +112,11 @@ class AgentTable(ScrollView, can_focus=True):
         dim = self.get_component_rich_style("agents--dim")
         for mark in r.tier_pass[i]:
             if mark is None:
-                cells.append(("  · ", dim))
+                cells.append((" · ", dim))
             elif mark:
-                cells.append(("  ✓ ", passed))
+                cells.append((" ✓ ", passed))
             else:
-                cells.append(("  ✗ ", failed))
+                cells.append((" ✗ ", failed))
         return Strip([Segment(text, style if isinstance(style, Style) else None) for text, style in cells])
 
 
@@ -115,13 +124,14 @@ class AgentsHeader(Static):
     """Column titles (with units) and the current sort/filter."""
 
     def show(self, tier_names: tuple[str, ...], sort_key: str, reverse: bool, filter_mode: str, shown: int,
-             total: int) -> None:
-        head = (f"{'agent':>6} {'state':<9}{'turn':^8}{'context tok':>11} {'TTFT s':>7} {'tok/s':>7} "
-                f"{'avg tok/s':>9} ") + "".join(f" T{k + 1} " for k in range(len(tier_names)))
+             total: int, stalled: int = 0) -> None:
+        head = (f"{'agent':>5} {'state':<9}{'in state':>8} {'turn':^8}{'ctx tok':>7} {'TTFT s':>6} {'tok/s':>6} "
+                f"{'avg tok/s':>9} ") + "".join(f"T{k + 1} " for k in range(len(tier_names)))
         order = (f"sort {SORT_LABELS.get(sort_key, sort_key)}{' (desc)' if reverse else ''} · filter {filter_mode}"
                  f" · {shown}/{total} agents")
-        key = (head, order)
+        key = (head, order, stalled)
         if getattr(self, "_shown", None) != key:
             self._shown = key
-            self.update(Text.assemble((head, ""), "\n", (f"{order}   o: sort  O: reverse  f: filter", "dim"),
-                                      no_wrap=True))
+            stall = ((f"{stalled} STALLED", "bold reverse red"), "  ") if stalled else ()
+            self.update(Text.assemble((head, ""), "\n", *stall,
+                                      (f"{order}   o: sort  O: reverse  f: filter", "dim"), no_wrap=True))

@@ -6,6 +6,7 @@ from rich.markup import escape
 from textual.widgets import Static
 
 from agentperf_tui.engine.advice import advice_for
+from agentperf_tui.engine.agent import STALL_DECODE_S
 from agentperf_tui.engine.frames import EngineView, Frame
 from agentperf_tui.tui import format as fmt
 
@@ -90,9 +91,14 @@ class ServerPanel(Static):
         if c.workers:
             lines.append(f"  {c.workers} worker processes: loop lag max {c.worker_lag_max_ms:.0f} ms  "
                          f"CPU {c.worker_cpu_pct:.0f} %  RSS {c.worker_rss_mib:.0f} MiB")
+        validity: list[str] = []
         if not c.valid:
             validity = ["[$error b]CLIENT INVALID: " + escape("; ".join(c.invalid_reasons)) + "[/]"]
             validity += [f"  -> {escape(a)}" for a in dict.fromkeys(advice_for(r) for r in c.invalid_reasons)]
+        if frame.stalled_agents:  # beside validity: requests the server stopped answering
+            validity.append(f"[$error b]STALL: {frame.stalled_agents} agent(s)[/] - request without progress "
+                            f"(no token for > {STALL_DECODE_S:.0f} s, or no first token for long; ? explains)")
+        if validity:
             if self.compact:  # the panel is short: what decides the window's validity comes first
                 lines[1:1] = validity
             else:
