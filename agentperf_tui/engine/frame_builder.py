@@ -136,7 +136,7 @@ def power_view(session: Session, active_agents: int) -> PowerView:
                      tokens_per_joule=tpj, agents_per_mw=apm, boundary=boundary, boundary_text=text,
                      source=last.gpus[0].source if last.gpus else "", note=note, status=status,
                      boundary_w=boundary_w, gpu_limit_w=gpu_limit_w(last.gpus[0].model_name if last.gpus else ""),
-                     load=load)
+                     load=load, gpu_model=last.gpus[0].model_name if last.gpus else "")
 
 
 ENGINE_ORDER = {"prefill": 0, "decode": 1, "unified": 2}

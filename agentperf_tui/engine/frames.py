@@ -120,6 +120,7 @@ class PowerView:
     boundary_w: float | None = None  # the boundary's power now (= total_w for gpu)
     gpu_limit_w: float | None = None  # board power limit per GPU (bars are drawn against it)
     load: bool = False  # agents are running (readings before that are idle draw, not load)
+    gpu_model: str = ""  # the first GPU's model name as NVML / dcgm-exporter report it ("" unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +18,35 @@ def _fmt(value: Any, spec: str = ",.1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def chart_context(report: dict[str, Any]) -> str:
+    """What every chart title carries: profile, run date and, for the twin, that it is simulated."""
+    run = report.get("run") or {}
+    date = (run.get("started_utc") or "")[:10] or "date unknown"
+    return f"{report.get('profile') or 'profile unknown'}, {date}" + (" (digital twin)" if report.get("twin") else "")
+
+
 def charts(report: dict[str, Any]) -> dict[str, str]:
-    """name -> SVG text: per-tier P25 speed, P95 TTFT and power against agents."""
+    """name -> SVG text: measured P25 speed, P95 TTFT and power against agents, each tier's limit
+    dashed and each tier's answer (max agents) marked on the speed and TTFT charts."""
     valid = [p for p in report["phases"] if p["valid"]]
     tiers = report["tiers"]
-    speed = [(t["name"], [(p["agents"], p["tiers"][i]["output_tps_p25"] or 0.0) for p in valid])
-             for i, t in enumerate(tiers)][:1]
-    ttft = [("P95 TTFT", [(p["agents"], p["tiers"][0]["ttft_p95_s"] or 0.0) for p in valid
-                          if p["tiers"][0]["ttft_p95_s"] is not None])]
-    power = [("average power", [(p["agents"], (p["avg_power_w"] or 0.0) / 1000.0) for p in valid
-                                if p["avg_power_w"]])]
+    speed = [(p["agents"], p["tiers"][0]["output_tps_p25"] or 0.0) for p in valid] if tiers else []
+    ttft = [(p["agents"], p["tiers"][0]["ttft_p95_s"]) for p in valid
+            if tiers and p["tiers"][0]["ttft_p95_s"] is not None]
+    power = [(p["agents"], (p["avg_power_w"] or 0.0) / 1000.0) for p in valid if p["avg_power_w"]]
+    answers = [(f"{t['name']} max {t['max_agents']}", float(t["max_agents"])) for t in tiers]
+    context = chart_context(report)
     return {
-        "speed_vs_agents.svg": line_chart("P25 output speed vs agents", "agents", "P25 output speed (tok/s)",
-                                          [("P25 speed", speed[0][1] if speed else [])],
-                                          [(t["name"], t["output_tps"]) for t in tiers]),
-        "ttft_vs_agents.svg": line_chart("P95 TTFT vs agents", "agents", "P95 TTFT (s)", ttft,
-                                         [(t["name"], t["ttft_s"]) for t in tiers]),
-        "power_vs_agents.svg": line_chart(f"Average power vs agents ({report['power_boundary']} boundary)",
-                                          "agents", "average power (kW)", power),
+        "speed_vs_agents.svg": line_chart(
+            f"P25 output speed vs agents - {context}", "agents", "P25 output speed (tok/s)",
+            [("measured P25 speed", speed)],
+            [(f"{t['name']} limit {t['output_tps']:g} tok/s", t["output_tps"]) for t in tiers], markers=answers),
+        "ttft_vs_agents.svg": line_chart(
+            f"P95 TTFT vs agents - {context}", "agents", "P95 TTFT (s)", [("measured P95 TTFT", ttft)],
+            [(f"{t['name']} limit {t['ttft_s']:g} s", t["ttft_s"]) for t in tiers], markers=answers),
+        "power_vs_agents.svg": line_chart(
+            f"Average power vs agents ({report['power_boundary']} boundary) - {context}", "agents",
+            "average power (kW)", [("measured average power", power)]),
     }
 
 
@@ -101,15 +113,89 @@ def reconciliation_section(report: dict[str, Any]) -> list[str]:
     return out
 
 
+UNKNOWN = "unknown"
+MODE_TEXT = {
+    "quick": "**quick** - an ESTIMATE: short windows, verdicts at 95 % confidence, not AA's certify rules",
+    "certify": "**certify** - AA-AgentPerf's rules (>= 600 s per phase, >= 30 trajectories, >= 3 per agent)",
+}
+BOUNDARY_WORDS = {"gpu": "GPU boards only (sum of per-GPU energy counters, AA's boundary)",
+                  "node": "whole node(s), from BMC/Redfish", "rack": "whole rack, from BMC/Redfish"}
+
+
+def _mode_text(report: dict[str, Any]) -> str:
+    mode = report.get("mode") or UNKNOWN
+    if mode == "custom":
+        base = report.get("base_mode") or UNKNOWN
+        kind = "an ESTIMATE" if base == "quick" else "not AA's rules either" if base == "certify" else UNKNOWN
+        return f"**custom** (rules changed from {base}; {kind}; see settings in report.json)"
+    return MODE_TEXT.get(mode, f"**{mode}**")
+
+
+def _hardware_text(report: dict[str, Any]) -> str:
+    gpus = report.get("gpus")
+    model = (report.get("run") or {}).get("gpu_model") or ""
+    count = str(gpus) if gpus else "unknown count of"
+    if not model:
+        return f"{count} GPUs, kind unknown"
+    return f"{count} x {model}" + (" (simulated)" if report.get("twin") else "")
+
+
+def _server_text(report: dict[str, Any]) -> str:
+    server = report.get("server") or {}
+    version = server.get("version") or UNKNOWN
+    fingerprint = server.get("fingerprint") or UNKNOWN
+    if report.get("twin"):
+        return (f"**digital twin** (simulated SGLang, {version}, fingerprint {fingerprint}): "
+                "simulated numbers, not measured on GPUs")
+    if "twin" not in report:
+        return f"unknown whether real or twin (server {version}, fingerprint {fingerprint})"
+    return f"**real server** {version}, fingerprint {fingerprint}" + (f" at {server['url']}" if server.get("url") else "")
+
+
+def _samples_text(report: dict[str, Any]) -> str:
+    parts = []
+    for t in report["tiers"]:
+        sample, number = t.get("sample"), t.get("answer_phase")
+        if sample:
+            phase = report["phases"][number - 1] if number and number <= len(report["phases"]) else {}
+            where = f"phase {number}, {phase['agents']} agents" if phase else "answer phase unknown"
+            parts.append(f"{t['name']} {sample['finished']:,} finished requests in {sample['duration_s']:.0f} s "
+                         f"({where})")
+        elif t.get("max_agents"):
+            parts.append(f"{t['name']} {UNKNOWN} (recorded before samples were kept)")
+        else:
+            parts.append(f"{t['name']} none: 0 agents" + (f" ({t['why_zero']})" if t.get("why_zero") else ""))
+    return "; ".join(parts) or UNKNOWN
+
+
+def title_block(report: dict[str, Any]) -> list[str]:
+    """The report's first lines: what was measured, on what, how, when, and on how much data.
+    Anything the report does not know is written "unknown", never guessed."""
+    run = report.get("run") or {}
+    boundary = report.get("power_boundary") or UNKNOWN
+    return [
+        f"# Agent capacity: {report.get('profile') or UNKNOWN}"
+        + (" (digital twin)" if report.get("twin") else ""),
+        "",
+        f"- **Profile:** {report.get('profile') or UNKNOWN}",
+        f"- **Hardware:** {_hardware_text(report)}",
+        f"- **Numbers from:** {_server_text(report)}",
+        f"- **Mode:** {_mode_text(report)}",
+        f"- **Run date (UTC):** {run.get('started_utc') or UNKNOWN}",
+        f"- **Power boundary:** {boundary}" + (f" - {BOUNDARY_WORDS[boundary]}" if boundary in BOUNDARY_WORDS else ""),
+        f"- **Sample per tier answer:** {_samples_text(report)}",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
+    server = report.get("server") or {}
     lines = [
-        f"# Agent capacity: {report.get('profile', '')}",
+        *title_block(report),
         "",
         headline(report),
         "",
-        f"Mode **{report['mode']}**, {report['gpus']} GPUs, power boundary **{report['power_boundary']}**, "
-        f"{report['phases_run']} phases in {report['elapsed_s'] / 60:.1f} min. Server {report['server']['url']} "
-        f"{report['server']['version']} (fingerprint {report['server']['fingerprint'] or 'n/a'}).",
+        f"{report['phases_run']} phases in {report['elapsed_s'] / 60:.1f} min. Server {server.get('url') or UNKNOWN} "
+        f"{server.get('version') or UNKNOWN} (fingerprint {server.get('fingerprint') or UNKNOWN}).",
         "",
         "| tier | target | max agents (first count above) | sample | agents/GPU | agents/MW | avg power | tokens/J |",
         "|---|---|---|---|---|---|---|---|",
@@ -149,9 +235,54 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def run_facts(directory: Path) -> dict[str, Any]:
+    """What the recording in ``directory`` knows about the run that a search report does not: when it
+    started (the header's wall clock, UTC) and the GPU model (NVML / dcgm-exporter, from the first
+    frames that have one). {} without a readable recording; a fact not found is left out."""
+    from agentperf_tui.record.format import KIND_FRAME, RecordingError
+    from agentperf_tui.record.reader import SessionReader
+
+    try:
+        reader = SessionReader(directory)
+    except (RecordingError, OSError):
+        return {}
+    facts: dict[str, Any] = {"source": "recording", "profile": reader.header.get("profile") or ""}
+    created = reader.header.get("created_unix")
+    if isinstance(created, int | float):
+        facts["started_utc"] = datetime.fromtimestamp(created, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    frames = 0
+    for kind, _t, data in reader.entries():
+        if kind != KIND_FRAME:
+            continue
+        model = ((data or {}).get("power") or {}).get("gpu_model")
+        if model:
+            facts["gpu_model"] = model
+            break
+        frames += 1
+        if frames >= FACT_FRAMES:  # power readings come within seconds; older recordings have none
+            break
+    return facts
+
+
+FACT_FRAMES = 400
+
+
+def with_run_facts(report: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """The report with ``run`` (date, GPU model) from the recording beside it, unless it has one or
+    the recording there is another profile's (a report written into some other session's folder)."""
+    if report.get("run"):
+        return report
+    facts = run_facts(directory)
+    recorded, reported = facts.pop("profile", ""), report.get("profile") or ""
+    if recorded and reported and recorded != reported:
+        return report
+    return {**report, "run": facts} if facts else report
+
+
 def write_report(report: dict[str, Any], directory: Path, json_path: Path | None = None) -> list[Path]:
     """Write report.json, report.md and the charts into ``directory`` (and JSON to json_path)."""
     directory.mkdir(parents=True, exist_ok=True)
+    report = with_run_facts(report, directory)
     written = []
     data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
     for path in [directory / "report.json"] + ([json_path] if json_path else []):
