@@ -1,4 +1,4 @@
-"""Command line: ``agentperf-tui run | search | replay | compare | report | twin | profiles | launch-plan``.
+"""Command line: ``agentperf-tui run | search | replay | attach-ui | compare | report | twin | profiles | launch-plan``.
 
 Each sub-command parses its own flags and hands over to the package that does the work; this
 module only chooses the front end (dashboard when stdout is a terminal, headless otherwise),
@@ -89,8 +89,19 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
     run.add_argument("--no-record", action="store_true", help="do not record the session")
     run.add_argument("--record-dir", type=Path, default=None,
                      help="where sessions are recorded (default ./recordings)")
+    _detach_arguments(run)
     _attach_arguments(run, with_url=not profile_help)
     _prometheus_arguments(run)
+
+
+def _detach_arguments(p: argparse.ArgumentParser) -> None:
+    """--detach (and the hidden --session-dir the detached copy records into)."""
+    p.add_argument("--detach", action="store_true",
+                   help="start the same command headless in the background (its own session, stdin from "
+                        "/dev/null, output to detached.log in the session folder, SIGHUP ignored: it survives "
+                        "a dropped SSH connection), print its PID, session folder and the attach-ui command to "
+                        "watch it, and return at once; stop it with kill -TERM PID")
+    p.add_argument("--session-dir", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no-record", action="store_true", help="do not record the session")
     search.add_argument("--record-dir", type=Path, default=None,
                         help="where sessions are recorded (default ./recordings)")
+    _detach_arguments(search)
     _attach_arguments(search)
     _prometheus_arguments(search)
 
@@ -155,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="headless: JSONL frames, the summary last")
     replay.add_argument("--follow", action="store_true", help="keep up with a session still being written")
     replay.add_argument("--speed", type=float, default=1.0, help="0.5 .. 16; 0 = as fast as possible")
+
+    attach_ui = sub.add_parser(
+        "attach-ui", help="watch a run being recorded (e.g. one started with --detach): the dashboard at its "
+                          "live edge, as replay SESSION --follow; q leaves it running",
+        description="Watch a run or search that is being recorded - one started with --detach, or under nohup - "
+                    "as replay SESSION --follow does: the dashboard joins at the live edge and follows until the "
+                    "run ends; quitting it (q) leaves the run running. Waits up to a minute for a run that has "
+                    "only just started to write its recording.")
+    attach_ui.add_argument("session", help="the run's recordings/<session> folder (printed by --detach)")
+    attach_ui.add_argument("--headless", action="store_true", help="no dashboard: print its progress lines")
+    attach_ui.add_argument("--json", action="store_true", help="headless: JSONL frames, the summary last")
 
     compare = sub.add_parser("compare", help="two sessions side by side")
     compare.add_argument("a", help="the first session (a recordings/<session> folder or its .aprec file)")
@@ -226,7 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agentperf_tui.workload import WorkloadError
 
     profile = _load_profile(args.profile, args)
-    headless = args.headless or args.json or not sys.stdout.isatty()
+    headless = args.headless or args.json or args.detach or not sys.stdout.isatty()
     duration = args.duration
     if duration is None and not headless:
         duration = 0.0  # the dashboard runs until the operator quits
@@ -248,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workload {args.workload}: file not found")
     if args.workload == "synthetic":
         options.workload = None
+    if args.detach and args.session_dir is None:  # (the detached copy itself never detaches again)
+        return _detach(args, profile)
     try:
         if headless:
             return _run_headless(profile, options, args)
@@ -271,7 +296,7 @@ def _start_recording(profile: Any, options: Any, args: argparse.Namespace) -> An
     from agentperf_tui.server.launch_plan import build_launch_plan, format_launch_plan
 
     root = args.record_dir or Path("recordings")
-    directory = new_session_dir(root, profile.name)
+    directory = getattr(args, "session_dir", None) or new_session_dir(root, profile.name)
     commands = "" if profile.server.mode == "attach" else format_launch_plan(build_launch_plan(profile))
     header = {"profile": profile.name, "profile_path": str(profile.path or ""), "server_commands": commands,
               "server_mode": profile.server.mode, "gpus": profile.server.gpus,
@@ -429,6 +454,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     headless = args.headless or args.json or not sys.stdout.isatty()
     options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
                                    workers=args.workers, warm_start=args.warm_start)
+    if args.detach and args.session_dir is None:
+        return _detach(args, profile)
     if not headless:
         options.agents = settings.start_agents
         return _run_dashboard_search(profile, options, settings, args)
@@ -528,6 +555,64 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+DETACHED_LOG = "detached.log"
+
+
+def _detach(args: argparse.Namespace, profile: Any) -> int:
+    """Re-run this very command headless in the background, recording into a session folder made
+    here, and return: the PID, the folder and how to watch it (``attach-ui``)."""
+    import subprocess
+
+    if args.no_record:
+        raise UsageError("--detach records the session (attach-ui watches the recording): drop --no-record")
+    from agentperf_tui.record.writer import new_session_dir
+
+    directory = new_session_dir(args.record_dir or Path("recordings"), profile.name)
+    argv = [a for a in args.argv if not (len(a) > 3 and "--detach".startswith(a))]  # argparse takes --det too
+    command = [sys.executable, "-m", "agentperf_tui", *argv, "--headless", "--session-dir", str(directory)]
+    log = os.open(directory / DETACHED_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited across exec: the run ignores hangups
+    try:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGHUP, hup)
+        os.close(log)
+    child.returncode = 0  # not waited for here: no "still running" warning when this process exits
+    watch = f"agentperf-tui attach-ui {directory}"
+    if args.json:
+        print(orjson.dumps({"type": "detached", "pid": child.pid, "session": str(directory),
+                            "log": str(directory / DETACHED_LOG), "attach": watch}).decode())
+    else:
+        print(f"detached: PID {child.pid}\nsession: {directory}\nlog: {directory / DETACHED_LOG}\n"
+              f"watch it: {watch}\nstop it: kill -TERM {child.pid}")
+    return 0
+
+
+ATTACH_WAIT_S = 60.0
+
+
+def cmd_attach_ui(args: argparse.Namespace) -> int:
+    """attach-ui SESSION: replay SESSION --follow (the dashboard joins at the live edge), once the
+    run has written its recording's first chunk (a run detached a moment ago may not have yet)."""
+    import time
+
+    from agentperf_tui.record.format import RecordingError
+    from agentperf_tui.record.reader import SessionReader
+
+    deadline = time.monotonic() + ATTACH_WAIT_S
+    while True:
+        try:
+            SessionReader(args.session)
+            break
+        except RecordingError as exc:
+            log = Path(args.session) / DETACHED_LOG
+            if time.monotonic() > deadline or not Path(args.session).is_dir():
+                raise UsageError(f"{exc}" + (f" (see {log})" if log.exists() else "")) from exc
+            time.sleep(0.25)
+    return cmd_replay(argparse.Namespace(session=args.session, headless=args.headless, json=args.json,
+                                         follow=True, speed=1.0))
+
+
 def _session_summary(path: str) -> dict[str, Any]:
     from agentperf_tui.record.format import RecordingError
     from agentperf_tui.record.reader import SessionReader
@@ -582,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         return _twin(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # --detach re-runs the command as given
     try:
         if args.command in ("run", "attach"):
             return cmd_run(args)
@@ -593,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_search(args)
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "attach-ui":
+            return cmd_attach_ui(args)
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "report":
