@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "session, and each valid search phase), plus requests.csv and phases.csv")
     export.add_argument("--output", type=Path, required=True, help="folder to write (created if missing)")
 
+    from agentperf_tui.sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub, DEFAULT_PROFILE)
     report = sub.add_parser("report", help="rebuild a search report from a recording")
     report.add_argument("session", help="a recordings/<session> folder holding a search")
     report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the session)")
@@ -661,6 +664,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from agentperf_tui.profile import ProfileError
+    from agentperf_tui.sweep import cmd_sweep as run_sweep
+
+    try:
+        return run_sweep(args, _load_profile)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "twin":
@@ -687,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
     except UsageError as exc:
         print(f"agentperf-tui: error: {exc}", file=sys.stderr)
         return 2

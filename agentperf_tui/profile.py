@@ -213,6 +213,17 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class TuneKnob:
+    """One server setting the operator may change ([tune]): an SGLang flag, the workers it applies
+    to (roles) and its candidate values (strings, as they go into argv)."""
+
+    key: str  # as written in [tune]: "max-running-requests" or "decode:max-running-requests"
+    flag: str  # "--max-running-requests"
+    roles: tuple[str, ...]  # the processes whose argv it edits
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     path: Path | None
     name: str
@@ -222,6 +233,7 @@ class Profile:
     tiers: tuple[Tier, ...]
     telemetry: TelemetrySpec
     run: RunSpec
+    tune: tuple[TuneKnob, ...] = ()
 
     @property
     def processes(self) -> tuple[ProcessSpec, ...]:
@@ -636,6 +648,7 @@ def parse_profile(text: str, *, path: Path | None = None, where: str | None = No
     tiers = _tiers(where, top._get("tiers", [])[1])
     telemetry = _telemetry(where, top._get("telemetry", {})[1])
     run = _run(where, top._get("run", {})[1])
+    tune = _tune(where, top._get("tune", {})[1], server)
     top.finish()
     return Profile(
         path=path,
@@ -646,7 +659,51 @@ def parse_profile(text: str, *, path: Path | None = None, where: str | None = No
         tiers=tiers,
         telemetry=telemetry,
         run=run,
+        tune=tune,
     )
+
+
+WORKER_ROLES = ("server", "prefill", "decode")  # the SGLang processes a knob edits (routers have their own flags)
+
+
+def _tune(where: str, data: Any, server: ServerSpec) -> tuple[TuneKnob, ...]:
+    """[tune]: ``[ROLE:]FLAG = [candidate values]``, each FLAG one SGLang 0.5.23 accepts with a value."""
+    from agentperf_tui.server.conformance import load_nearest
+
+    t = _Table(where, "tune", data)
+    version = server.sglang_version or "0.5.23"
+    flags = load_nearest("sglang", version)
+    knobs = []
+    for key, raw in data.items():
+        t.seen.add(key)
+        role_part, _, flag_part = key.rpartition(":")
+        roles = (role_part,) if role_part else WORKER_ROLES
+        if role_part and role_part not in WORKER_ROLES:
+            raise t.error(key, f"unknown role {role_part!r} (one of {', '.join(WORKER_ROLES)})")
+        flag_name = "--" + flag_part.removeprefix("--")
+        if not isinstance(raw, list) or not raw or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in raw):
+            raise t.error(key, "expected a non-empty list of candidate values (numbers or strings)")
+        values = tuple(str(v) for v in raw)
+        if len(set(values)) != len(values):
+            raise t.error(key, "lists a value twice")
+        if flags is not None:
+            flag = flags.flag(flag_name)
+            if flag is None:
+                raise t.error(key, f"{flag_name} is not a flag SGLang {flags.version} accepts")
+            if not flag.takes_value:
+                raise t.error(key, f"{flag_name} takes no value in SGLang {flags.version}; it cannot be tuned")
+            if flag.choices is not None:
+                bad = [v for v in values if v not in {str(c) for c in flag.choices}]
+                if bad:
+                    raise t.error(key, f"{', '.join(bad)}: not among {flag_name}'s choices in SGLang "
+                                       f"{flags.version} ({', '.join(str(c) for c in flag.choices)})")
+        if server.mode == "launch" and not any(p.role in roles for p in server.processes):
+            raise t.error(key, f"no [[server.processes]] with role {' or '.join(roles)} to apply it to")
+        knobs.append(TuneKnob(key=key, flag=flag_name, roles=roles, values=values))
+    if knobs and server.mode == "attach":
+        raise t.error("", "mode = 'attach' launches nothing, so nothing can be relaunched with a new setting")
+    return tuple(knobs)
 
 
 def load_profile(path_or_name: str | Path) -> Profile:

@@ -7,6 +7,7 @@ and against real SGLang take the same path with only the launch target different
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +57,83 @@ def _context_length(info: dict[str, Any]) -> int | None:
     return limit + 1 if isinstance(limit, int) and limit > 0 else None
 
 
+class ProfileTuner:
+    """What the session's Tune controls need from a profile: its knobs, the configuration running,
+    a relaunch with other values (same ports, so agents keep their URL), a live change where
+    SGLang allows one, and saving a tuned profile (tune.py does the profile editing)."""
+
+    def __init__(self, profile: Profile, relaunch: Any):
+        from agentperf_tui import tune
+
+        self.profile = profile
+        self.knobs = [{"key": k.key, "flag": k.flag, "values": list(k.values), "roles": list(k.roles),
+                       "runtime": k.flag in tune.RUNTIME_SETTABLE} for k in tune.knobs(profile)]
+        self.config = tune.current_values(profile)
+        self.profile_path = str(profile.path) if profile.path else ""
+        self._relaunch = relaunch
+
+    def describe(self, changes: dict[str, str], before: dict[str, str] | None = None) -> str:
+        from agentperf_tui import tune
+
+        return tune.describe(changes, before)
+
+    def runtime_only(self, changes: dict[str, str]) -> bool:
+        from agentperf_tui import tune
+
+        return tune.runtime_only(self.profile, changes)
+
+    def prepare(self, config: dict[str, str]) -> Profile:
+        """The profile a configuration launches (raises ProfileError before anything stops)."""
+        from agentperf_tui import tune
+
+        base = tune.current_values(self.profile)
+        return tune.with_changes(self.profile, {k: v for k, v in config.items() if base.get(k) != v})
+
+    async def relaunch(self, session: Session, prepared: Profile) -> ServerHandle:
+        return await self._relaunch(session, prepared)
+
+    async def set_live(self, session: Session, changes: dict[str, str]) -> None:
+        """POST /set_internal_state to every serving process; raises unless each says updated."""
+        from agentperf_tui import tune
+        from agentperf_tui.server.probe import set_internal_state
+
+        server = session.server
+        assert server is not None
+        roots = sorted({u.rsplit("/metrics", 1)[0] for _, urls in server.metrics_sources for u in urls}) or [
+            server.base_url]
+        body = {"server_args": tune.runtime_args(self.profile, changes)}
+        for root in roots:
+            await set_internal_state(root, body, server.api_key)
+
+    def save(self, config: dict[str, str]) -> Path:
+        from agentperf_tui import tune
+
+        base = tune.current_values(self.profile)
+        return tune.write_tuned_profile(self.profile, {k: v for k, v in config.items() if base.get(k) != v})
+
+
 def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] | None = None,
                   log_dir: Path | None = None) -> Session:
     from agentperf_tui.workload import load_workload
 
     tiers = tuple(Tier(t.name, t.output_tps, t.ttft_s) for t in profile.tiers)
     spec = workload_spec(profile, options)
+    launched = {"profile": profile, "ports": None}  # what the server runs with now (a retune changes it)
 
     def load() -> Any:
         return load_workload(spec, seed=options.seed, synthetic_count=options.synthetic_trajectories)
+
+    async def relaunch(session: Session, tuned: Profile) -> ServerHandle:
+        port, dcgm_port = launched["ports"] or (0, 0)
+        launched["profile"] = replace(tuned, server=replace(tuned.server, port=port or tuned.server.port,
+                                                           dcgm_port=dcgm_port or tuned.server.dcgm_port))
+        return await start_server(session)
 
     async def start_server(session: Session) -> ServerHandle:
         from agentperf_tui.server.probe import get_server_info, server_fingerprint
         from agentperf_tui.server.supervisor import Supervisor
 
+        profile = launched["profile"]
         supervisor = Supervisor(profile, log_dir=log_dir, on_log=session.on_server_log,
                                 on_exit=session.on_server_exit, on_progress=session.event)
         try:
@@ -78,6 +142,7 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             await supervisor.stop()
             raise
         base_url = supervisor.base_url
+        launched["ports"] = (supervisor.port, supervisor.dcgm_port)  # a relaunch keeps them
         try:
             info = await get_server_info(base_url, supervisor.api_key)
         except Exception as exc:  # a server without /server_info still runs
@@ -103,10 +168,13 @@ def build_session(profile: Profile, options: RunOptions, sinks: list[FrameSink] 
             launch_argv=[list(proc.argv) for proc in profile.server.processes],
             routing_key_header=profile.server.routing_key_header,
             context_length=_context_length(info),
+            server_args={k: v for k, v in info.items() if not isinstance(v, dict | list)}
+            if isinstance(info, dict) else {},
             node_power_urls=node_urls, rack_power_urls=rack_urls,
             redfish_user_env=telemetry.redfish_user_env, redfish_password_env=telemetry.redfish_password_env,
             metrics_sources=metrics_sources if telemetry.sglang_metrics else [],
             twin_tokens=str(twin_info.get("tokens") or "") if isinstance(twin_info := info.get("twin"), dict) else "")
 
+    tuner = ProfileTuner(profile, relaunch) if profile.tune and profile.server.mode == "launch" else None
     return Session(profile_name=profile.name, options=options, tiers=tiers, workload_loader=load,
-                   server_starter=start_server, sinks=sinks)
+                   server_starter=start_server, sinks=sinks, tuner=tuner)

@@ -53,6 +53,7 @@ def build_frame(session: Session, now: float) -> Frame:
         steady=steady, tiers=tier_views, context=context, power=power_view(session, lg.active if lg else 0),
         server=server_view(session), client=session._client_view(), agents=rows,
         events=session.take_events(), search=session.search_view() if session.search_view else None,
+        segments=tuple(session.segments_view()), tune=session.tune_view(),
         stalled_agents=sum(rows.stalled),
     )
 

@@ -213,6 +213,9 @@ class Frame:
     agents: AgentRows = field(default_factory=AgentRows)
     events: tuple[str, ...] = ()
     search: dict | None = None
+    #: one row per server configuration the session ran under (engine/segments.py); the running one last
+    segments: tuple[dict, ...] = ()
+    tune: dict | None = None  # the Tune panel: knobs, current values, what a retune is doing
     stalled_agents: int = 0  # agents whose request stalled (AgentRows.stalled); 0 in older recordings
 
     def to_dict(self, include_agents: bool = True) -> dict:

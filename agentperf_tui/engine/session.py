@@ -32,6 +32,7 @@ from agentperf_tui.engine.metrics import RunMetrics
 from agentperf_tui.engine.reconcile import ClientLedger, Reconciliation, ServerLedger, reconcile
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.search_driver import SearchDriver, tiers_line
+from agentperf_tui.engine.segments import compare_segments, segment_band, segment_row
 from agentperf_tui.engine.slo import Tier
 from agentperf_tui.engine.summary import build_summary
 from agentperf_tui.engine.window import RunAccount
@@ -48,6 +49,8 @@ TWIN_LAG_INVALID_S = 0.1  # the twin's step clock behind real time: the twin pro
 RECONCILE_EVERY_S = 5.0
 RECORD_LAG_S = 0.5  # records reach the session this long after a request ends, at most (worker batches)  # the live client-vs-server comparison (over the live window) is redone this often
 SEARCH_INCOMPLETE_EXIT = 3
+HOLD_DRAIN_S = 30.0  # a retune waits this long for running requests to finish before cancelling them
+SEGMENT_EVERY_S = 5.0  # the live segment row is recomputed this often
 
 
 class ServerStartError(RuntimeError):
@@ -106,6 +109,7 @@ class ServerHandle:
     twin_tokens: str = ""  # the twin only: how it counts prompt tokens (its /server_info 'twin.tokens')
     #: (worker, its nodes' /metrics URLs) for every serving process; empty: ``metrics_url`` alone
     metrics_sources: list[tuple[str, list[str]]] = field(default_factory=list)
+    server_args: dict[str, Any] = field(default_factory=dict)  # /server_info's resolved arguments
 
 
 class Session:
@@ -113,7 +117,7 @@ class Session:
 
     def __init__(self, *, profile_name: str, options: RunOptions, tiers: tuple[Tier, ...],
                  workload_loader: Callable[[], Any], server_starter: Callable[[Session], Any],
-                 sinks: list[FrameSink] | None = None):
+                 sinks: list[FrameSink] | None = None, tuner: Any = None):
         self.profile_name = profile_name
         self.options = options
         self.tiers = tiers
@@ -166,6 +170,17 @@ class Session:
         self.event_sinks: list[Callable[[str], None]] = []
         self._search_task: asyncio.Task[Any] | None = None
         self.search_settings: Any = None  # set to SearchSettings to run a search instead of a fixed load
+        # tuning (the Tune panel): ``tuner`` (runner.py's ProfileTuner) knows the knobs and relaunches;
+        # the session keeps the segments, one per configuration it ran under
+        self.tuner = tuner
+        self.config: dict[str, str] = dict(tuner.config) if tuner is not None else {}
+        self.segments: list[dict[str, Any]] = []
+        self.tune_state = ""  # "" idle, else what a retune is doing now
+        self._segment_started: float | None = None
+        self._segment_change = "as the profile launches"
+        self._live_segment: dict[str, Any] | None = None
+        self._last_segment = 0.0
+        self._tune_task: asyncio.Task[Any] | None = None
 
     # -- thread-safe control ---------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -198,6 +213,15 @@ class Session:
 
     def request_stop(self, reason: str = "stopped by operator") -> None:
         self._call(self._request_stop, reason)
+
+    def apply_tune(self, changes: dict[str, str]) -> None:
+        """Close the current segment, relaunch the server with ``changes`` (knob -> value) and resume
+        the same agent target in a new segment (the Tune panel's apply)."""
+        self._call(self._start_tune, dict(changes))
+
+    def save_tuned_profile(self) -> None:
+        """Write the current configuration as a new profile beside the original (the Tune panel's w)."""
+        self._call(self._save_tuned)
 
     def start_search(self, settings: Any) -> None:
         """Start the auto-search on the running load (the dashboard's ``s``)."""
@@ -348,6 +372,134 @@ class Session:
             self.stop_reason = reason
             self._stop.set()
 
+    # -- tuning ------------------------------------------------------------------------------------
+    @property
+    def tuning(self) -> bool:
+        return self._tune_task is not None and not self._tune_task.done()
+
+    def _start_tune(self, changes: dict[str, str]) -> None:
+        why = ("no [tune] knobs in this profile" if self.tuner is None or not self.tuner.knobs else
+               "a search is running (x aborts it)" if self.searching else
+               "a retune is already running" if self.tuning else
+               "the load is not running yet" if self.loadgen is None or self.server is None else "")
+        changed = {k: v for k, v in changes.items() if self.config.get(k) != v}
+        if not why and not changed:
+            why = "nothing changed"
+        prepared = None
+        if not why and not self.tuner.runtime_only(changed):
+            try:  # a bad setting is refused here, while the server still runs
+                prepared = self.tuner.prepare({**self.config, **changed})
+            except Exception as exc:
+                why = str(exc)
+        if why:
+            self.event(f"tune not applied: {why}")
+            return
+        self._tune_task = asyncio.ensure_future(self._retune(changed, prepared))
+
+    async def _retune(self, changes: dict[str, str], prepared: Any) -> None:
+        tuner, lg = self.tuner, self.loadgen
+        assert tuner is not None and lg is not None
+        label = tuner.describe(changes, self.config)
+        now = time.monotonic()
+        self._close_segment(now)
+        new_config = {**self.config, **changes}
+        try:
+            if tuner.runtime_only(changes):
+                self.tune_state = f"applying live: {label}"
+                self.event(f"tune: {label} on the running server (/set_internal_state, no relaunch)")
+                await tuner.set_live(self, changes)
+            else:
+                await self._relaunch(label, prepared)
+        except Exception as exc:  # the server did not come back: the run ends here, said plainly
+            self.tune_state = ""
+            self.server_state = "failed"
+            self.exit_code = self.exit_code or 2
+            self.event(f"tune failed: {type(exc).__name__}: {exc}")
+            self._request_stop(f"relaunch with {label} failed: {exc}")
+            return
+        self.config = new_config
+        self.account.restart(time.monotonic())
+        self._segment_started = time.monotonic()
+        self._segment_change = label
+        self._live_segment = None
+        self.tune_state = ""
+        self.event(f"tune: segment {len(self.segments) + 1} started ({label}); the window opens "
+                   f"{self.account.settle_s:g} s after every agent runs")
+
+    async def _relaunch(self, label: str, prepared: Any) -> None:
+        tuner, lg = self.tuner, self.loadgen
+        assert tuner is not None and lg is not None and self.server is not None
+        target = lg.target
+        self.tune_state = f"holding {target} agents: {label}"
+        self.event(f"tune: {label}; holding {target} agents (they finish their turn and wait, not counted)")
+        lg.pause()
+        deadline = time.monotonic() + HOLD_DRAIN_S
+        while self.in_flight() and time.monotonic() < deadline and not self._stop.is_set():
+            await asyncio.sleep(0.2)
+        cancelled = len(self.in_flight())
+        if cancelled:  # never let a restart fail running requests: they are abandoned, not recorded
+            self.event(f"tune: {cancelled} requests still running after {HOLD_DRAIN_S:g} s are cancelled "
+                       "(not recorded); their agents start anew")
+            self.hold_target(0)
+        self.tune_state = f"relaunching: {label}"
+        self.server_state = "relaunching"
+        if self._sampler is not None:
+            await self._sampler.stop()
+            self._sampler = None
+        result = self.server.stop()
+        if asyncio.iscoroutine(result):
+            await result
+        self.server = await tuner.relaunch(self, prepared)
+        self.server_state = "ready"
+        self.event(f"tune: server ready again at {self.server.base_url} (fingerprint {self.server.fingerprint or '?'})")
+        await self._start_telemetry()
+        if cancelled:
+            self._set_target(target)
+        lg.resume()
+
+    def _save_tuned(self) -> None:
+        if self.tuner is None:
+            self.event("no profile to save: this session has no [tune] knobs")
+            return
+        try:
+            path = self.tuner.save(self.config)
+        except Exception as exc:
+            self.event(f"profile not saved: {exc}")
+            return
+        self.event(f"profile saved: {path} ({self.tuner.describe(self.config)})")
+
+    def _segment_now(self, now: float) -> dict[str, Any]:
+        summary = self.build_summary()
+        band = segment_band(self.metrics, summary, self.in_flight(), self._load_t0)
+        t0 = self._load_t0 or now
+        return segment_row(len(self.segments) + 1, self.config, self._segment_change, summary,
+                           started_s=(self._segment_started or t0) - t0, ended_s=now - t0,
+                           argv=self.server.launch_argv if self.server else [], band=band)
+
+    def _close_segment(self, now: float) -> None:
+        if self._load_t0 is None:
+            return
+        self.segments.append(self._segment_now(now))
+
+    def segments_view(self) -> list[dict[str, Any]]:
+        """The closed segments and the running one (recomputed every few seconds), for frames."""
+        if self.tuner is None or not self.tuner.knobs:
+            return list(self.segments)
+        rows = list(self.segments)
+        if self._live_segment is not None:
+            rows.append({**self._live_segment, "running": True})
+        return rows
+
+    def tune_view(self) -> dict[str, Any] | None:
+        if self.tuner is None or not self.tuner.knobs:
+            return None
+        args = self.server.server_args if self.server else {}
+        return {"knobs": [{**k, "current": self.config.get(k["key"], "default"),
+                           "server_value": _plain(args.get(k["flag"].removeprefix("--").replace("-", "_")))}
+                          for k in self.tuner.knobs],
+                "state": self.tune_state, "changes": compare_segments(self.segments_view()),
+                "profile": self.tuner.profile_path}
+
     # -- events ------------------------------------------------------------------------------------
     def event(self, message: str) -> None:
         """A line for the Log panel (engine events, server log lines, telemetry notes)."""
@@ -455,6 +607,7 @@ class Session:
                 workers=self.options.workers, warm_start=self.options.warm_start,
                 routing_header=self.server.routing_key_header, extra_body=self.options.request_settings)
             self._load_t0 = time.monotonic()
+            self._segment_started = self._load_t0
             if self.search_settings is not None:
                 self._set_target(self.search_settings.start_agents)
                 self._start_search(self.search_settings, True)
@@ -505,6 +658,9 @@ class Session:
         await self._sampler.check_boundary(server.boundary)  # PowerSourceError: refused, never relabelled
 
     async def _shutdown(self) -> None:
+        if self._tune_task is not None and not self._tune_task.done():
+            self._tune_task.cancel()
+            await asyncio.gather(self._tune_task, return_exceptions=True)
         if self._search_task is not None and not self._search_task.done():
             # the driver sees the stop at its next poll and returns its report, "stopped: <reason>"
             try:
@@ -576,6 +732,10 @@ class Session:
         if now - self._last_reconcile >= RECONCILE_EVERY_S and self._load_t0 is not None:
             self._last_reconcile = now
             self.live_reconciliation = self.reconcile(max(self._load_t0, now - self.options.window_s), now)
+        if self.tuner is not None and self.tuner.knobs and self._load_t0 is not None and not self.tuning \
+                and now - self._last_segment >= SEGMENT_EVERY_S:
+            self._last_segment = now
+            self._live_segment = self._segment_now(now)
         if now - self.last_history >= 1.0:
             self.last_history = now
             _, shares = self.metrics.live_verdicts(now, ())
@@ -663,6 +823,11 @@ class Session:
     # -- summary -------------------------------------------------------------------------------
     def _finish(self) -> dict[str, Any]:
         self.summary = self.build_summary()
+        if self.segments:  # retuned: every configuration it ran under, the last one ending now
+            final = self._segment_now(time.monotonic())
+            self.segments.append(final)
+            self.summary["segments"] = list(self.segments)
+            self.summary["segment_changes"] = compare_segments(self.segments)
         return self.summary
 
     def reconcile(self, t_from: float, t_to: float) -> Reconciliation:
@@ -676,6 +841,11 @@ class Session:
 
     def build_summary(self) -> dict[str, Any]:
         return build_summary(self, time.monotonic())
+
+
+def _plain(value: Any) -> str | None:
+    """A /server_info value as the Tune panel shows it (None: the server does not report it)."""
+    return None if value is None or isinstance(value, dict | list) else str(value)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -61,6 +61,15 @@ class RunAccount:
             self._power_first = {}
             self._power_last = {}
 
+    def restart(self, now: float) -> None:
+        """Open a new window after ``now`` at the same target (a relaunched or retuned server)."""
+        self.target_since = now
+        self.all_started_at = None
+        self._reasons.clear()
+        self._reason_text.clear()
+        self._power_first = {}
+        self._power_last = {}
+
     @property
     def steady_from(self) -> float | None:
         """When the current window opened (None: not yet; the target was not reached and settled)."""

@@ -193,3 +193,28 @@ async def flush_cache(base_url: str, api_key: str | None = None, timeout_s: floa
                 return r.status == 200, text or f"HTTP {r.status}"
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return False, f"/flush_cache -> {_describe(exc)}"
+
+
+async def set_internal_state(base_url: str, body: dict[str, Any], api_key: str | None = None,
+                             timeout_s: float = 30.0) -> None:
+    """POST /set_internal_state (SGLang 0.5.23: ``{"server_args": {key: number}}``, answered with one
+    ``updated`` bool per scheduler); raises ProbeError unless every scheduler says it updated."""
+    base = base_url.rstrip("/")
+    try:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s), headers=_headers(api_key)
+        ) as session:
+            async with session.post(base + "/set_internal_state", json=body) as r:
+                text = await r.text()
+                if r.status != 200:
+                    raise ProbeError(f"{base}/set_internal_state -> HTTP {r.status}: {_short(text)}")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise ProbeError(f"{base}/set_internal_state -> {_describe(exc)}") from exc
+    try:
+        updated = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProbeError(f"{base}/set_internal_state -> not JSON: {_short(text)}") from None
+    flags = updated if isinstance(updated, list) else [updated.get("updated")] if isinstance(updated, dict) else []
+    if not flags or not all(flag is True for flag in flags):
+        raise ProbeError(f"{base}/set_internal_state refused {body['server_args']} (answer {_short(text)}); "
+                         "SGLang logs why")

@@ -34,6 +34,7 @@ from agentperf_tui.tui.panels.power import PowerPanel
 from agentperf_tui.tui.panels.search import SearchPanel
 from agentperf_tui.tui.panels.server import ServerPanel
 from agentperf_tui.tui.panels.slo import SloPanel
+from agentperf_tui.tui.tune import TuneScreen
 
 PANELS = ("agents-panel", "slo-panel", "context-panel", "power-panel", "server-panel", "log-panel", "search-panel")
 LOG_LINES = 2000
@@ -89,6 +90,7 @@ class AgentPerfApp(App[int]):
         Binding("right", "seek(10)", "+10 s", id="replay.forward"),
         Binding("n", "phase(1)", "next phase", id="replay.next_phase"),
         Binding("N", "phase(-1)", "previous phase", id="replay.prev_phase", show=False),
+        Binding("t", "tune", "tune", id="app.tune", show=False),
         Binding("question_mark", "help", "help", id="app.help", key_display="?"),
         Binding("q", "quit_app", "quit", id="app.quit"),
     ]
@@ -196,6 +198,8 @@ class AgentPerfApp(App[int]):
             self.query_one(PowerPanel).update_frame(frame)
             self.query_one(ServerPanel).update_frame(frame)
             self.query_one(SearchPanel).update_frame(frame)
+            if isinstance(self.screen, TuneScreen):
+                self.screen.update_frame(frame)
             self._log_pending.extend(frame.events)
             if frame.server.state == "failed" and not self._start_failure_shown:
                 # the run never started: say why where the operator looks, until they quit
@@ -371,6 +375,11 @@ class AgentPerfApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_tune(self) -> None:
+        """t: the Tune screen (knobs, apply, segments); read only in replay."""
+        if not isinstance(self.screen, TuneScreen):
+            self.push_screen(TuneScreen(self.controller, replay=self.replay))
+
     def action_quit_app(self) -> None:
         if getattr(self.controller, "load_running", False) and not self.replay:
             def answered(yes: bool | None) -> None:
@@ -405,6 +414,7 @@ class AgentPerfApp(App[int]):
             ("Abort auto-search", "stop the running search; its report says stopped", self.action_abort_search),
             ("Sort agents", "cycle the Agents table's sort column", self.action_sort),
             ("Filter agents", "all / failing / decode / tool", self.action_filter),
+            ("Tune", "change a server setting, relaunch, compare segments (t)", self.action_tune),
             ("Help", "keys and metric definitions", self.action_help),
             ("Quit", "stop load and server, then quit", self.action_quit_app),
         ):

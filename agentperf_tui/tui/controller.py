@@ -50,3 +50,9 @@ class NullController:
     def abort_search(self, reason: str = "") -> None:
         self.searching = False
         self.calls.append(("abort_search", reason))
+
+    def apply_tune(self, changes: dict[str, str]) -> None:
+        self.calls.append(("tune", dict(changes)))
+
+    def save_tuned_profile(self) -> None:
+        self.calls.append(("save_profile", None))

@@ -197,6 +197,8 @@ class TwinServer:
         r.add_post("/v1/chat/completions", self.chat_completions)
         r.add_post("/generate", self.generate)
         r.add_get("/metrics", self.metrics)
+        r.add_route("POST", "/set_internal_state", self.set_internal_state)
+        r.add_route("PUT", "/set_internal_state", self.set_internal_state)
         r.add_get("/twin/faults", self.get_faults)
         r.add_post("/twin/faults", self.set_faults)
         app.on_startup.append(self._on_startup)
@@ -260,6 +262,29 @@ class TwinServer:
         """200 once serving (the twin is up as soon as it listens), no body; SGLang: 503 while not Up."""
         return web.Response(status=200)
 
+    async def set_internal_state(self, request: web.Request) -> web.Response:
+        """SGLang 0.5.23's run-time settings (scheduler_components/internal_state.py): only its handled
+        keys are accepted, all or none, answered with one ``updated`` per scheduler (DP rank). The twin
+        keeps the values (shown in /server_info); it models no effect of the acceptance thresholds."""
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error_response(400, "expected a JSON body", "BadRequestError")
+        requested = body.get("server_args") if isinstance(body, dict) else None
+        if not isinstance(requested, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in requested.values()):
+            return error_response(400, "server_args: expected an object of numbers", "BadRequestError")
+        args = self.config.args
+        upper = args.max_running_requests // max(1, getattr(args, "pp", 1))
+        accepted = all(
+            key in ("speculative_accept_threshold_single", "speculative_accept_threshold_acc")
+            or (key == "pp_max_micro_batch_size" and 1 <= value <= upper)
+            for key, value in requested.items())
+        if accepted:
+            for key, value in requested.items():
+                setattr(args, key, value)
+        return web.json_response([accepted] * max(1, args.dp))
+
     async def get_faults(self, _request: web.Request) -> web.Response:
         return web.json_response(self.faults.as_dict())
 
@@ -318,6 +343,9 @@ class TwinServer:
             "moe_a2a_backend": args.moe_a2a_backend, "moe_runner_backend": args.moe_runner_backend,
             "disaggregation_mode": args.disaggregation_mode, "trust_remote_code": args.trust_remote_code,
             "log_level": args.log_level, "random_seed": args.random_seed,
+            # set at run time through /set_internal_state (absent until then)
+            **{k: getattr(args, k) for k in ("pp_max_micro_batch_size", "speculative_accept_threshold_single",
+                                             "speculative_accept_threshold_acc") if hasattr(args, k)},
         }
 
     async def server_info(self, _request: web.Request) -> web.Response:
