@@ -174,4 +174,11 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append("  failure causes: " + ", ".join(f"{k} x{v}" for k, v in summary["failure_causes"].items()))
     for warning in summary.get("warnings", []):
         lines.append(f"  WARNING: {warning}")
+    if summary.get("segments"):
+        from agentperf_tui.engine.segments import segments_text
+
+        names = [t["name"] for t in summary["tiers"]]
+        lines.append("  segments (one per server configuration; the summary above is the last one's window):")
+        lines += ["    " + line for line in segments_text(summary["segments"], summary.get("segment_changes") or [],
+                                                            names)]
     return "\n".join(lines) + "\n"

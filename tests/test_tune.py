@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+import orjson
 import pytest
 
 from agentperf_tui import tune
@@ -126,6 +127,10 @@ async def test_a_retune_relaunches_the_twin_holds_the_agents_and_records_both_se
     assert segments[0]["fingerprint"] == first_fingerprint != segments[1]["fingerprint"]
     assert all(s["twin"] for s in segments)
     assert len(summary["segment_changes"]) == 1
+    from agentperf_tui.headless import summary_text
+
+    text = summary_text(summary)
+    assert "segments (one per server configuration" in text and "max-running-requests default -> 32" in text
     events = [e for f in frames for e in f.events]
     assert any("tune not applied: nothing changed" in e for e in events)
     assert any("holding 4 agents" in e for e in events)
@@ -186,7 +191,11 @@ async def test_the_tune_screen_picks_a_value_applies_it_and_shows_segments_with_
         table = app.screen.query_one("#tune-segments", DataTable)
         assert table.row_count == 2
         cells = [str(c) for c in table.get_row_at(1)]
-        assert cells[0] == "2 (running)" and "tier1 pass 90.0 tok/s" in cells[3] and cells[7] == "1,600"
+        names = [t.name for t in app.frame.tiers]
+        columns = [str(c.label) for c in table.columns.values()]
+        assert columns[5:5 + len(names)] == names and columns[-3] == "agents/MW"
+        assert cells[0] == "2 (running)" and cells[3] == "90.0 (86.0-93.0)" and cells[4] == "2.10 s"
+        assert cells[5] == "pass" and cells[-3] == "1,600"
         changes = str(app.screen.query_one("#tune-changes", Static).render())
         assert "2 vs 1 (max-running-requests default -> 32)" in changes and "-500" in changes
         assert "beyond noise" in changes and "agents/MW +62" in changes
@@ -204,3 +213,46 @@ async def test_the_tune_screen_in_replay_shows_segments_but_applies_nothing():
         app.apply_frame(_tune_frame([_segment(1, "as the profile launches", 1200.0, 40.0, 61.0, None, None)]))
         await pilot.press("t", "right", "a", "w")
         assert not [c for c in controller.calls if c[0] in ("tune", "save_profile")]
+
+
+def test_segments_survive_a_recording_and_show_in_compare_and_the_summary_text():
+    from agentperf_tui.engine.frames import Frame
+    from agentperf_tui.report.compare import compare_text
+
+    segments = [_segment(1, "as the profile launches", 1200.0, 40.0, 61.0, [58.0, 64.0], 1538.0),
+                _segment(2, "max-running-requests default -> 32", 700.0, 30.0, 90.0, [86.0, 93.0], 1600.0)]
+    frame = _tune_frame(segments)
+    again = Frame.from_dict(orjson.loads(orjson.dumps(frame.to_dict())))
+    assert again.segments == frame.segments and again.tune == frame.tune
+    summary = {"profile": "twin-h200", "twin": True, "tiers": [{"name": "tier1"}], "segments": segments,
+               "segment_changes": compare_segments(segments)}
+    text = compare_text(summary, summary, "A", "B")
+    assert "Segments of A" in text and "Segments of B" in text
+    assert "max-running-requests default -> 32" in text and "2 vs 1" in text and "-500" in text
+    lines = "\n".join(line for line in text.splitlines() if line.startswith("  2 "))
+    assert "90.0 (86.0-93.0)" in lines and "1,600" in lines
+
+
+async def test_a_runtime_knob_is_set_on_the_running_twin_without_a_relaunch(tmp_path):
+    from agentperf_tui.profile import TuneKnob
+
+    base = load_profile("twin-h200")
+    knob = TuneKnob("speculative-accept-threshold-acc", "--speculative-accept-threshold-acc", ("server",),
+                    ("0.5", "1.0"))
+    profile = replace(base, tune=(knob,))
+    session = build_session(profile, options_from_profile(profile, agents=2, duration_s=None, settle_s=1.0,
+                                                          workers=0), log_dir=tmp_path)
+    run = asyncio.ensure_future(session.run())
+    await _wait(lambda: session.metrics.completed >= 2, 60)
+    pids = session.server.pids()
+    session.apply_tune({"speculative-accept-threshold-acc": "0.5"})
+    await _wait(lambda: session.segments and not session.tuning, 30)
+    assert session.server.pids() == pids  # the same process: no relaunch
+    from agentperf_tui.server.probe import get_server_info
+
+    info = await get_server_info(session.server.base_url)
+    assert info["speculative_accept_threshold_acc"] == 0.5
+    assert session.config["speculative-accept-threshold-acc"] == "0.5"
+    session.request_stop("test done")
+    summary = await asyncio.wait_for(run, 60)
+    assert [s["config"]["speculative-accept-threshold-acc"] for s in summary["segments"]] == ["default", "0.5"]

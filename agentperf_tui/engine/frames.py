@@ -251,4 +251,6 @@ class Frame:
             events=tuple(data.get("events") or ()),
             search=data.get("search"),
             stalled_agents=int(data.get("stalled_agents") or 0),
+            segments=tuple(data.get("segments") or ()),
+            tune=data.get("tune"),
         )

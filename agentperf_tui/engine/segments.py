@@ -121,3 +121,70 @@ def compare_segments(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _p25(segment: dict[str, Any]) -> float | None:
     tiers = segment.get("tiers") or []
     return tiers[0].get("output_tps_p25") if tiers else None
+
+
+# -- text (the Tune screen, `compare`, the headless summary) ----------------------------------------
+def _num(value: Any, spec: str = ",.1f", unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def segment_cells(segment: dict[str, Any], tier_names: list[str]) -> list[str]:
+    """One row of the segments table (also used by `compare`). P25 speed and P95 TTFT are over the
+    same requests for every tier, so they are shown once, then each tier's verdict."""
+    band = segment.get("band") or {}
+    tiers = {t["name"]: t for t in segment.get("tiers") or []}
+    first = next(iter(tiers.values()), {})
+    interval = band.get("output_tps_p25")
+    p25 = _num(first.get("output_tps_p25")) + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
+    tps_band = band.get("output_tokens_per_s")
+    tps = _num(segment.get("output_tokens_per_s"), ",.0f") + (f" ±{tps_band:,.0f}" if tps_band is not None else "")
+    power = segment.get("avg_power_w")
+    return [
+        f"{segment['index']}{' (running)' if segment.get('running') else ''}",
+        segment.get("change") or "",
+        _num(segment.get("agents"), ".1f"),
+        p25,
+        _num(first.get("ttft_p95_s"), ".2f", " s"),
+        *[(tiers[name]["verdict"] if name in tiers else "n/a") for name in tier_names],
+        tps,
+        _num(power / 1000.0 if power else None, ",.2f", " kW"),
+        _num(segment.get("agents_per_mw"), ",.0f"),
+        f"{segment.get('window_s') or 0:.0f} s",
+        (segment.get("fingerprint") or "")[:8] + (" twin" if segment.get("twin") else ""),
+    ]
+
+
+def segment_columns(tier_names: list[str]) -> tuple[str, ...]:
+    return ("#", "configuration", "agents held", "P25 tok/s (95% band)", "P95 TTFT", *tier_names,
+            "output tok/s ±95%", "power", "agents/MW", "window", "fingerprint")
+
+
+def change_line(change: dict[str, Any]) -> str:
+    """``2 vs 1: max-running-requests 256 -> 32: output tok/s -812 (-35.0 %, beyond noise) ...``"""
+    parts = []
+    tps = change.get("output_tokens_per_s")
+    if tps:
+        rel = f", {tps['relative']:+.1%}" if tps.get("relative") is not None else ""
+        noise = {True: "beyond noise", False: "within noise", None: "no band"}[tps.get("beyond_noise")]
+        parts.append(f"output tok/s {tps['delta']:+,.0f}{rel} ({noise}, band ±{tps['noise'] or 0:,.0f})")
+    p25 = change.get("output_tps_p25")
+    if p25:
+        noise = {True: "beyond noise", False: "within noise", None: "no band"}[p25.get("beyond_noise")]
+        parts.append(f"P25 speed {p25['delta']:+.1f} tok/s ({noise})")
+    mw = change.get("agents_per_mw")
+    if mw:
+        rel = f" ({mw['relative']:+.1%})" if mw.get("relative") is not None else ""
+        parts.append(f"agents/MW {mw['delta']:+,.0f}{rel} (no noise band: one energy window each)")
+    return f"{change['to']} vs {change['from']} ({change['change']}): " + ("; ".join(parts) or "no window to compare")
+
+
+def segments_text(segments: list[dict[str, Any]], changes: list[dict[str, Any]], tier_names: list[str]) -> list[str]:
+    """The segments as fixed-width text lines: a header, one row per segment, then each change."""
+    if not segments:
+        return []
+    header = list(segment_columns(tier_names))
+    rows = [segment_cells(s, tier_names) for s in segments]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines + [change_line(c) for c in changes]

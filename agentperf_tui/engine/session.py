@@ -402,6 +402,7 @@ class Session:
         label = tuner.describe(changes, self.config)
         now = time.monotonic()
         self._close_segment(now)
+        self._live_segment = None  # the closed segment replaces it
         new_config = {**self.config, **changes}
         try:
             if tuner.runtime_only(changes):
@@ -434,7 +435,9 @@ class Session:
         self.event(f"tune: {label}; holding {target} agents (they finish their turn and wait, not counted)")
         lg.pause()
         deadline = time.monotonic() + HOLD_DRAIN_S
-        while self.in_flight() and time.monotonic() < deadline and not self._stop.is_set():
+        while (running := len(self.in_flight())) and time.monotonic() < deadline and not self._stop.is_set():
+            self.tune_state = (f"holding {target} agents: {label}; {running} requests finishing "
+                               f"({deadline - time.monotonic():.0f} s left before they are cancelled)")
             await asyncio.sleep(0.2)
         cancelled = len(self.in_flight())
         if cancelled:  # never let a restart fail running requests: they are abandoned, not recorded

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentperf_tui.engine.segments import segments_text
+
 Row = tuple[str, Any, Any]
 MAX_CELL = 32
 
@@ -119,4 +121,10 @@ def compare_text(a: dict[str, Any], b: dict[str, Any], path_a: str, path_b: str)
     out = [f"A: {path_a}", f"B: {path_b}", "", f"{'':{width}}  {'A':>{wa}}  {'B':>{wb}}  B - A"]
     for name, ca, cb, d in cells:
         out.append(f"{name:{width}}  {ca:>{wa}}  {cb:>{wb}}  {d}".rstrip())
+    for tag, summary in (("A", a), ("B", b)):  # a retuned session: every configuration it ran under
+        if summary.get("segments"):
+            names = [t["name"] for t in summary.get("tiers") or []]
+            out += ["", f"Segments of {tag} (Tune: one per server configuration, each over its own steady window):"]
+            out += ["  " + line for line in segments_text(summary["segments"], summary.get("segment_changes") or [],
+                                                          names)]
     return "\n".join(out) + "\n"

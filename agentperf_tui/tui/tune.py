@@ -19,59 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from agentperf_tui.engine.frames import Frame
-
-
-def _num(value: Any, spec: str = ",.1f", unit: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{unit}"
-
-
-def segment_cells(segment: dict[str, Any]) -> list[str]:
-    """One row of the segments table (also used by `compare`)."""
-    band = segment.get("band") or {}
-    tiers = []
-    for t in segment.get("tiers") or []:
-        tiers.append(f"{t['name']} {t['verdict']} {_num(t.get('output_tps_p25'))} tok/s · "
-                     f"{_num(t.get('ttft_p95_s'), '.2f', ' s')}")
-    interval = band.get("output_tps_p25")
-    p25_band = f"{interval[0]:.1f}-{interval[1]:.1f}" if interval else "n/a"
-    tps_band = band.get("output_tokens_per_s")
-    tps = _num(segment.get("output_tokens_per_s"), ",.0f") + (f" ±{tps_band:,.0f}" if tps_band is not None else "")
-    power = segment.get("avg_power_w")
-    return [
-        f"{segment['index']}{' (running)' if segment.get('running') else ''}",
-        segment.get("change") or "",
-        _num(segment.get("agents"), ".1f"),
-        " | ".join(tiers) or "no window",
-        p25_band,
-        tps,
-        _num(power / 1000.0 if power else None, ",.2f", " kW"),
-        _num(segment.get("agents_per_mw"), ",.0f"),
-        f"{segment.get('window_s') or 0:.0f} s",
-        (segment.get("fingerprint") or "")[:8] + (" twin" if segment.get("twin") else ""),
-    ]
-
-
-SEGMENT_COLUMNS = ("#", "configuration", "agents held", "tiers: verdict, P25 speed · P95 TTFT",
-                   "P25 95% band (tok/s)", "output tok/s ±95%", "power", "agents/MW", "window", "fingerprint")
-
-
-def change_line(change: dict[str, Any]) -> str:
-    """``2 vs 1: max-running-requests 256 -> 32: output tok/s -812 (-35.0 %, beyond noise) ...``"""
-    parts = []
-    tps = change.get("output_tokens_per_s")
-    if tps:
-        rel = f", {tps['relative']:+.1%}" if tps.get("relative") is not None else ""
-        noise = {True: "beyond noise", False: "within noise", None: "no band"}[tps.get("beyond_noise")]
-        parts.append(f"output tok/s {tps['delta']:+,.0f}{rel} ({noise}, band ±{tps['noise'] or 0:,.0f})")
-    p25 = change.get("output_tps_p25")
-    if p25:
-        noise = {True: "beyond noise", False: "within noise", None: "no band"}[p25.get("beyond_noise")]
-        parts.append(f"P25 speed {p25['delta']:+.1f} tok/s ({noise})")
-    mw = change.get("agents_per_mw")
-    if mw:
-        rel = f" ({mw['relative']:+.1%})" if mw.get("relative") is not None else ""
-        parts.append(f"agents/MW {mw['delta']:+,.0f}{rel}")
-    return f"{change['to']} vs {change['from']} ({change['change']}): " + ("; ".join(parts) or "no window to compare")
+from agentperf_tui.engine.segments import change_line, segment_cells, segment_columns
 
 
 class TuneScreen(ModalScreen[None]):
@@ -99,6 +47,7 @@ class TuneScreen(ModalScreen[None]):
         self.pending: dict[str, str] = {}
         self._knobs: list[dict[str, Any]] = []
         self._segments_seen: tuple[Any, ...] = ()
+        self._tier_names: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -115,7 +64,6 @@ class TuneScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         knobs = self.query_one("#tune-knobs", DataTable)
         knobs.add_columns("knob", "launched with", "server reports", "new value", "candidates", "how")
-        self.query_one("#tune-segments", DataTable).add_columns(*SEGMENT_COLUMNS)
         frame = getattr(self.app, "frame", None)
         if frame is not None:
             self.update_frame(frame)
@@ -133,9 +81,14 @@ class TuneScreen(ModalScreen[None]):
         if segments != self._segments_seen:
             self._segments_seen = segments
             table = self.query_one("#tune-segments", DataTable)
+            names = [t.name for t in frame.tiers]
+            if names != self._tier_names:
+                self._tier_names = names
+                table.clear(columns=True)
+                table.add_columns(*segment_columns(names))
             table.clear()
             for segment in segments:
-                table.add_row(*segment_cells(segment))
+                table.add_row(*segment_cells(segment, names))
             changes = tune.get("changes") or []
             self.query_one("#tune-changes", Static).update("\n".join(change_line(c) for c in changes)
                                                             or "no change to compare yet")
