@@ -54,12 +54,7 @@ class RunAccount:
     def on_target(self, now: float, target: int) -> None:
         if target != self.target or self.target_since is None:
             self.target = target
-            self.target_since = now
-            self.all_started_at = None
-            self._reasons.clear()
-            self._reason_text.clear()
-            self._power_first = {}
-            self._power_last = {}
+            self.restart(now)
 
     def restart(self, now: float) -> None:
         """Open a new window after ``now`` at the same target (a relaunched or retuned server)."""

@@ -16,10 +16,13 @@ from typing import Any
 import zstandard
 
 from agentperf_tui.engine.frames import Frame
+from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.record.format import (
     CHUNK_HEADER,
     KIND_FRAME,
     KIND_HEADER,
+    KIND_PHASE,
+    KIND_RECORD,
     KIND_SUMMARY,
     MAGIC,
     SCHEMA_VERSION,
@@ -138,6 +141,17 @@ class SessionReader:
         for kind, t, data in self.entries(from_t):
             if kind == KIND_FRAME:
                 yield t, Frame.from_dict(data)
+
+    def records_and_phases(self) -> tuple[list[RequestRecord], list[dict[str, Any]]]:
+        """Every request record and every search phase of the session, in recorded order."""
+        records: list[RequestRecord] = []
+        phases: list[dict[str, Any]] = []
+        for kind, _t, data in self.entries():
+            if kind == KIND_RECORD:
+                records.append(data if isinstance(data, RequestRecord) else RequestRecord.from_row(data))
+            elif kind == KIND_PHASE:
+                phases.append(data)
+        return records, phases
 
     def summary(self) -> dict[str, Any] | None:
         """The summary the live run wrote last, if the recording got that far."""

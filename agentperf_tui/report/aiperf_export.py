@@ -34,7 +34,6 @@ import orjson
 
 from agentperf_tui import __version__
 from agentperf_tui.engine.records import RequestRecord
-from agentperf_tui.record.format import KIND_PHASE, KIND_RECORD
 from agentperf_tui.record.reader import SessionReader
 
 SCHEMA_VERSION = "1.4"  # AIPerf 0.13.0's JsonExportData.SCHEMA_VERSION
@@ -205,13 +204,7 @@ def export_session(session: str | Path, out: Path) -> list[Path]:
     reader = SessionReader(session)
     header = reader.header
     wall, mono = float(header.get("created_unix", 0.0)), float(header.get("monotonic_origin", 0.0))
-    records: list[RequestRecord] = []
-    phases: list[dict[str, Any]] = []
-    for kind, _t, data in reader.entries():
-        if kind == KIND_RECORD:
-            records.append(data if isinstance(data, RequestRecord) else RequestRecord.from_row(data))
-        elif kind == KIND_PHASE:
-            phases.append(data)
+    records, phases = reader.records_and_phases()
     summary = reader.summary() or {}
     base = {"tool": "agentperf-tui", "profile": header.get("profile", ""), "gpus": header.get("gpus"),
             "twin": summary.get("twin"), "model": header.get("model") or (summary.get("server") or {}).get("model"),

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from agentperf_tui.engine.judge import PASS, RequestSet, judge, request_speed
-from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.slo import Tier
 from agentperf_tui.report.charts import PALETTE
 
@@ -28,17 +27,9 @@ SPEEDS = tuple(range(10, 201, 10))  # tok/s per agent
 
 def phase_requests(session_dir: str | Path) -> list[tuple[dict[str, Any], RequestSet]]:
     """(phase, its request set) for every valid phase of a recorded search session."""
-    from agentperf_tui.record.format import KIND_PHASE, KIND_RECORD
     from agentperf_tui.record.reader import SessionReader
 
-    reader = SessionReader(session_dir)
-    records: list[RequestRecord] = []
-    phases: list[dict[str, Any]] = []
-    for kind, _t, data in reader.entries():
-        if kind == KIND_RECORD:
-            records.append(data if isinstance(data, RequestRecord) else RequestRecord.from_row(data))
-        elif kind == KIND_PHASE:
-            phases.append(data)
+    records, phases = SessionReader(session_dir).records_and_phases()
     out = []
     for phase in phases:
         t0, t1 = phase.get("window_t0"), phase.get("window_t1")
