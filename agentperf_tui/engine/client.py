@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 READ_BUFSIZE = 4 * 2**20  # bytes; long SSE lines (tool-call arguments) must not choke the reader
+RESCHEDULE_MAX_S = 1.0  # the between-chunks timeout is re-armed at most this often (s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,10 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
             headers[routing_header] = correlation_id
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.total_s
+    # the between-chunks limit is moved forward at most every ``slack`` seconds, not on every read
+    # (a timer cancelled and re-armed per read costs as much as parsing the event): a stream is
+    # declared stalled after chunk_s .. chunk_s + slack seconds without a byte
+    slack = min(RESCHEDULE_MAX_S, timeouts.chunk_s / 10)
     try:
         async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)) as limit:
             async with session.post(url, data=payload, headers=headers) as resp:
@@ -122,26 +127,26 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
                     text = (await resp.read())[:300].decode(errors="replace")
                     result.error = f"HTTP {resp.status}: {_error_message(text)}"
                     return result
+                content = resp.content
                 buffer = b""
-                first_byte = True
-                iterator = resp.content.iter_any().__aiter__()
-                while True:
-                    if not first_byte:
-                        limit.reschedule(min(deadline, loop.time() + timeouts.chunk_s))
-                    try:
-                        data = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        break
+                reschedule_at = 0.0  # monotonic time after which the next read moves the limit
+                while data := await content.readany():
                     now = time.monotonic()
                     result.t_recv = now
-                    if first_byte:
-                        first_byte = False
-                    buffer += data
-                    end = buffer.rfind(b"\n\n")
-                    if end < 0:
-                        continue
-                    block, buffer = buffer[: end + 2], buffer[end + 2 :]
-                    if _handle_block(result, block, now):
+                    if now >= reschedule_at:
+                        reschedule_at = now + slack
+                        limit.reschedule(min(deadline, loop.time() + timeouts.chunk_s + slack))
+                    if buffer:
+                        data = buffer + data
+                    if data.endswith(b"\n\n"):  # the usual read: whole events only
+                        buffer = b""
+                    else:
+                        end = data.rfind(b"\n\n")
+                        if end < 0:
+                            buffer = data
+                            continue
+                        data, buffer = data[: end + 2], data[end + 2 :]
+                    if _handle_block(result, data, now):
                         return _finish(result)
                 if buffer.strip():
                     _handle_event(result, buffer, time.monotonic())
@@ -189,24 +194,29 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
     ``keep_text`` every event is parsed.
     """
     if not result.keep_text:
-        cut = len(block)
-        for marker in _SPECIAL:
-            i = block.find(marker)
-            if 0 <= i < cut:
-                cut = i
-        split = block.rfind(b"\n\n", 0, cut)
-        if split >= 0:
-            plain = block[: split + 2]
-            if plain.count(b"data:") == plain.count(b"}\n\n"):  # every event a complete object
-                block = block[split + 2 :]
-                tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
-                          + plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
-                          + plain.count(b'"tool_calls":['))
-                if tokens > 0:
-                    if result.t_first is None:
-                        result.t_first = now
-                    result.t_last = now
-                    result.counted_deltas += tokens
+        if (b'"usage":{' in block or b'"finish_reason":"' in block or b'"error"' in block
+                or b"[DONE]" in block or b"\\" in block):
+            cut = len(block)
+            for marker in _SPECIAL:
+                i = block.find(marker)
+                if 0 <= i < cut:
+                    cut = i
+            split = block.rfind(b"\n\n", 0, cut)
+            plain = block[: split + 2] if split >= 0 else b""
+        else:  # the usual block: plain token events only
+            plain = block
+        if plain and plain.count(b"data:") == plain.count(b"}\n\n"):  # every event a complete object
+            block = block[len(plain):]
+            tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
+                      + plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
+                      + plain.count(b'"tool_calls":['))
+            if tokens > 0:
+                if result.t_first is None:
+                    result.t_first = now
+                result.t_last = now
+                result.counted_deltas += tokens
+            if not block:
+                return False
     return any(_handle_event(result, event, now) for event in block.split(b"\n\n") if event.strip())
 
 
