@@ -85,6 +85,9 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
                      help="agents join their first trajectory at a random turn (skip the short-context start)")
     run.add_argument("--workers", type=int, default=None,
                      help="agent worker processes (default: automatic from the target and loop lag; 0 = in-process)")
+    run.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="run the worker shards as Ray actors over a Ray cluster's hosts (host:port of "
+                          "`ray start --head`, 'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
 
     run.add_argument("--no-record", action="store_true", help="do not record the session")
     run.add_argument("--record-dir", type=Path, default=None,
@@ -154,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "steady-state contexts (quick estimates; AA's own runs start at turn 1)")
     search.add_argument("--workers", type=int, default=None,
                         help="agent worker processes (default: automatic; 0 = in-process)")
+    search.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="run the worker shards as Ray actors over a Ray cluster's hosts (host:port of "
+                             "`ray start --head`, 'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
     search.add_argument("--no-record", action="store_true", help="do not record the session")
     search.add_argument("--record-dir", type=Path, default=None,
                         help="where sessions are recorded (default ./recordings)")
@@ -247,6 +253,22 @@ def cmd_launch_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_address(args: argparse.Namespace) -> str | None:
+    """--ray's address, once Ray is known to be installed (it is an optional extra)."""
+    if args.ray is None:
+        return None
+    import importlib.util
+
+    if not args.ray.strip():
+        raise UsageError("--ray: give the cluster's address (host:port of `ray start --head`, 'auto' or 'local')")
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray needs Ray on this host: pip install -e '.[ray]'")
+    if args.workers == 0:
+        raise UsageError("--ray with --workers 0: every agent would stay in this process "
+                         "(give --workers N or leave it out)")
+    return args.ray.strip()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from agentperf_tui.runner import options_from_profile
     from agentperf_tui.workload import WorkloadError
@@ -258,7 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration = 0.0  # the dashboard runs until the operator quits
     options = options_from_profile(profile, agents=args.agents, duration_s=duration, workload=args.workload,
                                    frame_hz=args.fps, seed=args.seed, policy=args.policy, ramp_s=args.ramp,
-                                   workers=args.workers, warm_start=args.warm_start, settle_s=args.settle)
+                                   workers=args.workers, warm_start=args.warm_start, settle_s=args.settle,
+                                   ray_address=_ray_address(args))
     if options.settle_s < 0:
         raise UsageError(f"--settle {options.settle_s:g}: must be >= 0")
     if args.duration is not None and args.duration < 0:
@@ -456,7 +479,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                                        require_reconciled=args.require_reconciled)
     headless = args.headless or args.json or not sys.stdout.isatty()
     options = options_from_profile(profile, duration_s=0.0, workload=args.workload, agents=settings.start_agents,
-                                   workers=args.workers, warm_start=args.warm_start)
+                                   workers=args.workers, warm_start=args.warm_start, ray_address=_ray_address(args))
     if args.detach and args.session_dir is None:
         return _detach(args, profile)
     if not headless:

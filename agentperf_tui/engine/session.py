@@ -75,6 +75,7 @@ class RunOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     recording: str = ""
     workers: int | None = None  # agent worker processes: None = automatic, 0 = all in-process
+    ray_address: str | None = None  # worker shards as Ray actors over this cluster's hosts (--ray)
     warm_start: bool = False  # agents join their first trajectory at a random turn (steady-state contexts)
     settle_s: float = 30.0  # the steady window opens this long after every agent started (AA: 30 s)
     #: sent in every request body beside messages: sampling (AA's standard preset by default) and
@@ -295,7 +296,7 @@ class Session:
         server = self.server
         return {"workload": o.workload or "synthetic", "seed": o.seed, "policy": o.policy, "salt": o.salt,
                 "warm_start": o.warm_start, "workers": o.workers, "synthetic_trajectories": o.synthetic_trajectories,
-                "twin": bool(server and server.twin),
+                "twin": bool(server and server.twin), **({"ray": o.ray_address} if o.ray_address else {}),
                 "request_settings": dict(o.request_settings),
                 "server_argv": server.launch_argv if server else []}
 
@@ -603,12 +604,17 @@ class Session:
                 self.event(f"WARNING: {self.context_warning}")
             self.event(f"server ready at {self.server.base_url} ({self.server.version or 'version unknown'})")
             await self._start_telemetry()
+            if self.options.ray_address:  # joining a Ray cluster takes seconds: not on this loop
+                from agentperf_tui.engine.ray_shards import connect
+
+                await asyncio.to_thread(connect, self.options.ray_address)
             self.loadgen = ShardedLoad(
                 workload, base_url=self.server.base_url, model=self.server.model, policy=self.options.policy,
                 seed=self.options.seed, ramp_s=self.options.ramp_s, timeouts=self.options.timeouts,
                 api_key=self.server.api_key, on_record=self._on_record, on_event=self.event, salt=self.options.salt,
                 workers=self.options.workers, warm_start=self.options.warm_start,
-                routing_header=self.server.routing_key_header, extra_body=self.options.request_settings)
+                routing_header=self.server.routing_key_header, extra_body=self.options.request_settings,
+                ray_address=self.options.ray_address)
             self._load_t0 = time.monotonic()
             self._segment_started = self._load_t0
             if self.search_settings is not None:

@@ -6,6 +6,7 @@ re-imported). The first message on the socket is the pickled ``WorkerSpec``; the
 (target, pause, resume, stop) come in and, every ``TICK_S``, one orjson message goes out: the
 request records finished since the last tick, and every ``SNAPSHOT_S`` the agents and this
 process's health. The process stops by itself when the socket closes (the main process is gone).
+``WorkerCore`` is that shard's side without the socket: ``ray_shards``' actor runs the same one.
 """
 
 from __future__ import annotations
@@ -58,69 +59,95 @@ def _agent_row(a: Any) -> list[Any]:
             a.streamed_tokens, a.state_since, a.last_progress]
 
 
+class WorkerCore:
+    """One shard's agents and what it reports, whatever carries the messages (this module's socket,
+    ``ray_shards``' actor): commands in (``handle``), tick messages out (``tick``, then ``finish``)."""
+
+    def __init__(self, shard: int, spec: WorkerSpec):
+        self.records: list[list[Any]] = []
+        self.lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
+                                seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key,
+                                on_record=self._on_record, routing_header=spec.routing_header,
+                                extra_body=spec.extra_body, run_salt=spec.run_salt, id_first=shard,
+                                id_stride=MAX_SHARDS, warm_start=spec.warm_start)
+        self.stop = asyncio.Event()
+        self.generation = -1
+        self.lag = LoopLagMeter()
+        self._lag_task: asyncio.Task[None] | None = None
+        self._proc = psutil.Process()
+        self._next_snapshot = 0.0
+
+    def _on_record(self, r: RequestRecord) -> None:
+        self.records.append([getattr(r, name) for name in RECORD_FIELDS])
+
+    def start(self) -> None:
+        """On the loop the agents will run on: start measuring its lag."""
+        self._lag_task = asyncio.create_task(self.lag.run())
+        self._proc.cpu_percent(None)
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        """One command from the main process."""
+        kind = msg["k"]
+        if kind == "target":
+            self.lg.ramp_s = msg["ramp_s"]
+            self.lg.grant_ids(msg["ids"])
+            self.lg.set_target(msg["n"], cancel_surplus=msg["cancel"])
+            self.generation = msg["gen"]
+        elif kind == "pause":
+            self.lg.pause()
+        elif kind == "resume":
+            self.lg.resume()
+        elif kind == "stop":
+            self.stop.set()
+
+    def tick(self, now: float) -> dict[str, Any]:
+        """The records finished since the last tick and, every ``SNAPSHOT_S``, agents and health."""
+        msg: dict[str, Any] = {"k": "tick", "records": self.records}
+        self.records = []
+        if now >= self._next_snapshot:
+            self._next_snapshot = now + SNAPSHOT_S
+            lg, lag = self.lg, self.lag
+            lg.refresh_started(now)
+            msg.update(agents=[_agent_row(a) for a in lg.agents.values()], gen=self.generation,
+                       started_at=lg.all_started_at, lag_ms=lag.mean_ms, lag_max_ms=lag.max_ms,
+                       cpu_pct=self._proc.cpu_percent(None), rss_mib=self._proc.memory_info().rss / 2**20)
+        return msg
+
+    async def finish(self) -> dict[str, Any]:
+        """Stop every agent; the last tick (records only)."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        await self.lg.stop()
+        msg = {"k": "tick", "records": self.records}
+        self.records = []
+        return msg
+
+
 async def run_worker(conn: Connection, shard: int, spec: WorkerSpec) -> None:
     """Run agents until told to stop or the socket closes; flush the last records; say bye."""
     loop = asyncio.get_running_loop()
-    records: list[list[Any]] = []
-
-    def on_record(r: RequestRecord) -> None:
-        records.append([getattr(r, name) for name in RECORD_FIELDS])
-
-    lg = LoadGenerator(spec.workload, base_url=spec.base_url, model=spec.model, policy=spec.policy,
-                       seed=spec.seed, timeouts=spec.timeouts, api_key=spec.api_key, on_record=on_record,
-                       routing_header=spec.routing_header, extra_body=spec.extra_body,
-                       run_salt=spec.run_salt, id_first=shard, id_stride=MAX_SHARDS, warm_start=spec.warm_start)
-    stop = asyncio.Event()
-    generation = -1
+    core = WorkerCore(shard, spec)
 
     def on_command() -> None:
-        nonlocal generation
         try:
             while conn.poll():
-                msg = orjson.loads(conn.recv_bytes())
-                kind = msg["k"]
-                if kind == "target":
-                    lg.ramp_s = msg["ramp_s"]
-                    lg.grant_ids(msg["ids"])
-                    lg.set_target(msg["n"], cancel_surplus=msg["cancel"])
-                    generation = msg["gen"]
-                elif kind == "pause":
-                    lg.pause()
-                elif kind == "resume":
-                    lg.resume()
-                elif kind == "stop":
-                    stop.set()
+                core.handle(orjson.loads(conn.recv_bytes()))
         except (EOFError, OSError):  # the main process is gone: stop by ourselves
-            stop.set()
+            core.stop.set()
 
     loop.add_reader(conn.fileno(), on_command)
-    lag = LoopLagMeter()
-    lag_task = asyncio.create_task(lag.run())
-    proc = psutil.Process()
-    proc.cpu_percent(None)
-    next_snapshot = 0.0
+    core.start()
     try:
-        while not stop.is_set():
+        while not core.stop.is_set():
             await asyncio.sleep(TICK_S)
-            now = time.monotonic()
-            msg: dict[str, Any] = {"k": "tick", "records": records}
-            if now >= next_snapshot:
-                next_snapshot = now + SNAPSHOT_S
-                lg.refresh_started(now)
-                msg.update(agents=[_agent_row(a) for a in lg.agents.values()], gen=generation,
-                           started_at=lg.all_started_at, lag_ms=lag.mean_ms, lag_max_ms=lag.max_ms,
-                           cpu_pct=proc.cpu_percent(None), rss_mib=proc.memory_info().rss / 2**20)
-            data = orjson.dumps(msg)
-            records.clear()
-            conn.send_bytes(data)
+            conn.send_bytes(orjson.dumps(core.tick(time.monotonic())))
     except OSError:  # the socket broke: the main process is gone
         pass
     finally:
         loop.remove_reader(conn.fileno())
-        lag_task.cancel()
-        await lg.stop()
+        last = await core.finish()
         try:  # the last records, then goodbye
-            conn.send_bytes(orjson.dumps({"k": "tick", "records": records}))
+            conn.send_bytes(orjson.dumps(last))
             conn.send_bytes(orjson.dumps({"k": "bye"}))
         except OSError:
             pass

@@ -17,6 +17,10 @@ adds one more whenever the loop running agents lags > ``SCALE_UP_LAG_MS`` for
 ``SCALE_UP_AFTER_S``. A worker that stops reporting for ``STALE_AFTER_S`` or dies makes the
 window invalid (``worker_problems``). Workers stop by themselves when the main process goes away
 (their pipe closes), so none is ever orphaned.
+
+With ``ray_address``, the worker shards are Ray actors instead of local processes
+(``ray_shards.RayShard``, the same interface and the same worker code), spread over the cluster's
+hosts; automatic mode then counts the cluster's CPUs, not this host's.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,6 +45,7 @@ import orjson
 from agentperf_tui.engine.client import ROUTING_HEADER, Timeouts
 from agentperf_tui.engine.loadgen import LoadGenerator
 from agentperf_tui.engine.records import RequestRecord
+from agentperf_tui.engine.shard_view import RemoteAgent, ShardView, WorkerHealth  # noqa: F401 (RemoteAgent: re-exported)
 from agentperf_tui.engine.worker_process import MAX_SHARDS, WorkerSpec
 from agentperf_tui.workload.model import Workload
 
@@ -82,51 +86,20 @@ def plan_shards(target: int, workers: int | None, escalated: int, max_workers: i
 # ---------------------------------------------------------------------------------------------
 # the main process's side
 # ---------------------------------------------------------------------------------------------
-class RemoteAgent:
-    """An agent running in a worker process, as its last snapshot described it (AgentState's fields)."""
-
-    __slots__ = ("agent_id", "live_state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
-                 "last_ttft_s", "last_tps", "rolling_tps", "failures", "in_work", "started", "retiring",
-                 "in_flight", "last_record", "streamed_tokens", "state_since", "last_progress")
-
-    def __init__(self, row: list[Any]):
-        self.last_record: RequestRecord | None = None
-        self.update(row)
-
-    def update(self, row: list[Any]) -> None:
-        (self.agent_id, self.live_state, self.trajectory_id, self.turn_index, self.turn_count,
-         self.context_tokens, self.last_ttft_s, self.last_tps, self.rolling_tps, self.failures,
-         self.in_work, self.started, self.retiring, in_flight, self.streamed_tokens, self.state_since,
-         self.last_progress) = row
-        self.in_flight = tuple(in_flight) if in_flight else None  # (sent, first token) of the running request
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerHealth:
-    """One worker's own view of itself (from its last snapshot)."""
-
-    shard: int
-    pid: int
-    agents: int
-    loop_lag_ms: float
-    loop_lag_max_ms: float
-    cpu_pct: float
-    rss_mib: float
-    silent_s: float  # since its last message
-    alive: bool
-
-
-class WorkerShard:
+class WorkerShard(ShardView):
     """The handle on one worker process: its pipe, its agents as last reported, its health."""
+
+    #: the worker program (bench/scale.py runs simulated agents behind the same socket)
+    command: list[str] = [sys.executable, "-m", "agentperf_tui.engine.worker_process"]
 
     def __init__(self, shard: int, spec_bytes: bytes, on_record: Callable[[RequestRecord], None],
                  on_event: Callable[[str], None]):
+        super().__init__(shard, on_record, on_event)
         parent_end, child_end = socket.socketpair()
-        self.shard = shard
         self._stderr = tempfile.TemporaryFile()  # a crash's traceback, for the log line
         # a fresh interpreter (not fork: the dashboard runs the engine on a thread)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentperf_tui.engine.worker_process", str(child_end.fileno()), str(shard)],
+            [*self.command, str(child_end.fileno()), str(shard)],
             pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._stderr, close_fds=True)
         child_end.close()
@@ -138,17 +111,6 @@ class WorkerShard:
         self._sender = threading.Thread(target=self._send_loop, name=f"agentperf-worker-{shard}-send", daemon=True)
         self._sender.start()
         self._outbox.put(spec_bytes)
-        self.on_record = on_record
-        self.on_event = on_event
-        self.agents: dict[int, RemoteAgent] = {}
-        self._last_records: dict[int, RequestRecord] = {}
-        self.target = 0
-        self.reported_gen = -1
-        self.started_at: float | None = None
-        self.lag_ms = self.lag_max_ms = self.cpu_pct = self.rss_mib = 0.0
-        self.last_message = time.monotonic()
-        self.alive = True
-        self.said_bye = False
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.conn.fileno(), self._on_readable)
 
@@ -165,10 +127,6 @@ class WorkerShard:
                 self._send_failed = True
                 return
 
-    def set_target(self, n: int, gen: int, ramp_s: float, cancel_surplus: bool, ids: list[int]) -> None:
-        self.target = n
-        self.send({"k": "target", "n": n, "gen": gen, "ramp_s": ramp_s, "cancel": cancel_surplus, "ids": ids})
-
     # -- messages -------------------------------------------------------------------------------
     def _on_readable(self) -> None:
         try:
@@ -176,41 +134,6 @@ class WorkerShard:
                 self._handle(orjson.loads(self.conn.recv_bytes()))
         except (EOFError, OSError):
             self._lost()
-
-    def _handle(self, msg: dict[str, Any]) -> None:
-        self.last_message = time.monotonic()
-        if msg["k"] == "bye":
-            self.said_bye = True
-            return
-        if msg["k"] == "error":
-            self.on_event(f"worker process {self.shard} failed: {msg['text'].strip().splitlines()[-1]}")
-            return
-        for row in msg["records"]:
-            record = RequestRecord(*row)
-            self._last_records[record.agent_id] = record
-            agent = self.agents.get(record.agent_id)
-            if agent is not None:
-                agent.last_record = record
-            self.on_record(record)
-        rows = msg.get("agents")
-        if rows is None:
-            return
-        agents: dict[int, RemoteAgent] = {}
-        for row in rows:
-            agent = self.agents.get(row[0])
-            if agent is None:
-                agent = RemoteAgent(row)
-            else:
-                agent.update(row)
-            agent.last_record = self._last_records.get(row[0])
-            agents[row[0]] = agent
-        self.agents = agents
-        if len(self._last_records) > 2 * len(agents) + 64:
-            self._last_records = {k: v for k, v in self._last_records.items() if k in agents}
-        self.reported_gen = msg["gen"]
-        self.started_at = msg["started_at"]
-        self.lag_ms, self.lag_max_ms = msg["lag_ms"], msg["lag_max_ms"]
-        self.cpu_pct, self.rss_mib = msg["cpu_pct"], msg["rss_mib"]
 
     def _lost(self) -> None:
         if not self.alive:
@@ -235,8 +158,7 @@ class WorkerShard:
         return f": {lines[-1]}" if lines else ""
 
     def health(self, now: float) -> WorkerHealth:
-        return WorkerHealth(self.shard, self.process.pid, len(self.agents), self.lag_ms, self.lag_max_ms,
-                            self.cpu_pct, self.rss_mib, max(0.0, now - self.last_message), self.alive)
+        return self._health(now, self.process.pid)
 
     def close(self) -> None:
         """After stop: reap the process (it has said bye or is stuck), never leave it behind."""
@@ -265,9 +187,16 @@ class ShardedLoad:
                  on_record: Callable[[RequestRecord], None], on_event: Callable[[str], None] | None = None,
                  salt: bool = True, workers: int | None = None, max_workers: int | None = None,
                  warm_start: bool = False, routing_header: str = ROUTING_HEADER,
-                 extra_body: dict[str, Any] | None = None):
+                 extra_body: dict[str, Any] | None = None, ray_address: str | None = None):
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = in-process), got {workers}")
+        self._shard_class: Callable[..., ShardView] = WorkerShard
+        self.ray_cpus: int | None = None
+        if ray_address is not None and workers != 0:  # shards are Ray actors, over the cluster's hosts
+            from agentperf_tui.engine.ray_shards import RayShard, connect
+
+            self.ray_cpus = connect(ray_address)
+            self._shard_class = RayShard
         self.on_record = on_record
         self.on_event = on_event or (lambda _msg: None)
         self.local = LoadGenerator(workload, base_url=base_url, model=model, policy=policy, seed=seed,
@@ -279,8 +208,8 @@ class ShardedLoad:
         # pickled once, up front (tens of ms for a large workload), not on the loop while agents run
         self._spec_bytes = pickle.dumps(spec) if workers != 0 else b""
         self.workers_setting = workers
-        self.max_workers = max_workers or usable_cpus()
-        self.shards: list[WorkerShard] = []
+        self.max_workers = max_workers or (min(self.ray_cpus, MAX_SHARDS - 1) if self.ray_cpus else usable_cpus())
+        self.shards: list[ShardView] = []
         self.target = 0
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
@@ -332,7 +261,8 @@ class ShardedLoad:
         previous, self.target = self.target, target
         self.target_changed_at = time.monotonic()
         self._apply(cancel_surplus)
-        where = f" over {self.worker_count} worker processes" if self.worker_count else ""
+        kind = "Ray actors" if self.ray_cpus else "worker processes"
+        where = f" over {self.worker_count} {kind}" if self.worker_count else ""
         self.on_event(f"agents target {previous} -> {target}{where}")
 
     def _apply(self, cancel_surplus: bool) -> None:
@@ -341,7 +271,7 @@ class ShardedLoad:
         self._gen += 1
         local_n, per_worker = plan_shards(self.target, self.workers_setting, self._escalated, self.max_workers)
         while len(self.shards) < len(per_worker):
-            shard = WorkerShard(len(self.shards) + 1, self._spec_bytes, self.on_record, self.on_event)
+            shard = self._shard_class(len(self.shards) + 1, self._spec_bytes, self.on_record, self.on_event)
             if self.paused:
                 shard.send({"k": "pause"})
             self.shards.append(shard)
