@@ -4,6 +4,8 @@ state (concurrency integral, window account, history) is advanced by ``Session.t
 from __future__ import annotations
 
 import math
+from itertools import repeat
+from operator import add, attrgetter, sub
 from typing import TYPE_CHECKING
 
 from agentperf_tui.engine.agent import first_token_stall_s, is_stalled
@@ -17,6 +19,7 @@ from agentperf_tui.engine.frames import (
     TierView,
 )
 from agentperf_tui.engine.metrics import context_stats
+from agentperf_tui.engine.records import RequestRecord
 
 if TYPE_CHECKING:
     from agentperf_tui.engine.session import Session
@@ -59,29 +62,57 @@ def build_frame(session: Session, now: float) -> Frame:
 
 
 def agent_rows(session: Session, agents: list, now: float) -> AgentRows:
-    agents.sort(key=lambda a: a.agent_id)
+    """The Agents table, column-wise, in agent-id order. Per agent only attribute reads (C-level
+    ``attrgetter`` maps) and, when its last request changed, that request's tier passes (cached per
+    agent in ``session.tier_pass_cache``): at 20,000 agents a frame must not cost a core."""
+    agents.sort(key=_AGENT_ID)
     first_token_limit = first_token_stall_s(session.options.timeouts.first_byte_s)
     tiers = session.tiers
+    unknown = tuple(None for _ in tiers)
+    cache = session.tier_pass_cache
     passes = []
     for a in agents:
         rec = a.last_record
         if rec is None:
-            passes.append(tuple(None for _ in tiers))
-        else:
-            tps = rec.output_tps if rec.ok else 0.0
-            ttft = rec.ttft_s if rec.ok else math.inf
-            passes.append(tuple((tps or 0.0) >= t.output_tps and (ttft if ttft is not None else math.inf)
-                                <= t.ttft_s for t in tiers))
+            passes.append(unknown)
+            continue
+        hit = cache.get(a.agent_id)
+        if hit is None or hit[0] is not rec:
+            hit = cache[a.agent_id] = (rec, _tier_pass(rec, tiers))
+        passes.append(hit[1])
     return AgentRows(
-        ids=tuple(a.agent_id for a in agents), states=tuple(a.live_state for a in agents),
-        trajectories=tuple(a.trajectory_id for a in agents),
-        turns=tuple(a.turn_index + 1 if a.turn_count else 0 for a in agents),
-        turn_counts=tuple(a.turn_count for a in agents), context_tokens=tuple(a.context_tokens for a in agents),
-        last_ttft_s=tuple(a.last_ttft_s for a in agents), last_tps=tuple(a.last_tps for a in agents),
-        rolling_tps=tuple(a.rolling_tps for a in agents), tier_pass=tuple(passes),
-        failures=tuple(a.failures for a in agents),
-        state_s=tuple(round(max(0.0, now - a.state_since), 1) for a in agents),
-        stalled=tuple(is_stalled(a.in_flight, a.last_progress, now, first_token_limit) for a in agents))
+        ids=tuple(map(_AGENT_ID, agents)), states=tuple(map(_STATE, agents)),
+        trajectories=tuple(map(_TRAJECTORY, agents)),
+        # turn shown = index + 1, or 0 before a trajectory (turn_count 0): min(count, index + 1)
+        turns=tuple(map(min, map(_TURN_COUNT, agents), map(add, map(_TURN_INDEX, agents), repeat(1)))),
+        turn_counts=tuple(map(_TURN_COUNT, agents)), context_tokens=tuple(map(_CONTEXT, agents)),
+        last_ttft_s=tuple(map(_LAST_TTFT, agents)), last_tps=tuple(map(_LAST_TPS, agents)),
+        rolling_tps=tuple(map(_ROLLING_TPS, agents)), tier_pass=tuple(passes),
+        failures=tuple(map(_FAILURES, agents)),
+        state_s=tuple(map(round, map(max, repeat(0.0), map(sub, repeat(now), map(_STATE_SINCE, agents))), repeat(1))),
+        stalled=_stalled(agents, now, first_token_limit))
+
+
+def _stalled(agents: list, now: float, first_token_limit: float) -> tuple[bool, ...]:
+    """Per agent: a request in flight that stopped making progress (only those in flight are checked)."""
+    flags = [False] * len(agents)
+    for i, running in enumerate(map(_IN_FLIGHT, agents)):
+        if running is not None and is_stalled(running, agents[i].last_progress, now, first_token_limit):
+            flags[i] = True
+    return tuple(flags)
+
+
+_AGENT_ID, _STATE, _TRAJECTORY = attrgetter("agent_id"), attrgetter("live_state"), attrgetter("trajectory_id")
+_TURN_COUNT, _CONTEXT, _LAST_TTFT = attrgetter("turn_count"), attrgetter("context_tokens"), attrgetter("last_ttft_s")
+_LAST_TPS, _ROLLING_TPS, _FAILURES = attrgetter("last_tps"), attrgetter("rolling_tps"), attrgetter("failures")
+_STATE_SINCE, _TURN_INDEX, _IN_FLIGHT = attrgetter("state_since"), attrgetter("turn_index"), attrgetter("in_flight")
+
+
+def _tier_pass(rec: RequestRecord, tiers) -> tuple[bool, ...]:  # type: ignore[no-untyped-def]
+    """Whether one request met each tier (a failed request meets none)."""
+    tps = (rec.output_tps or 0.0) if rec.ok else 0.0
+    ttft = rec.ttft_s if rec.ok and rec.ttft_s is not None else math.inf
+    return tuple(tps >= t.output_tps and ttft <= t.ttft_s for t in tiers)
 
 
 GPU_LIMIT_W = {"H200": 700.0, "H100": 700.0, "B200": 1000.0, "B300": 1400.0, "GB200": 1200.0, "GB300": 1400.0}

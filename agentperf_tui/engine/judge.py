@@ -193,30 +193,72 @@ def judge(requests: RequestSet, tiers: Sequence[Tier], *, z: float | None = None
           min_finished: int = MIN_FINISHED) -> tuple[TierVerdict, ...]:
     """Every tier judged over the same requests (see the module docstring for the rule)."""
     speeds = sorted(s for s in requests.speeds if not math.isnan(s))
-    ttfts = sorted(requests.ttfts)
-    known_inflight = sorted(t for t, _ in requests.in_flight if t is not None)
-    waits = sorted(w for t, w in requests.in_flight if t is None)
-    n_inflight = len(requests.in_flight)
+    return judge_sorted(speeds, sorted(requests.ttfts), requests.failed, requests.in_flight, tiers, z=z,
+                        min_finished=min_finished)
+
+
+def judge_sorted(speeds: Sequence[float], ttfts: Sequence[float], failed: int,
+                 in_flight: Sequence[tuple[float | None, float]], tiers: Sequence[Tier], *,
+                 z: float | None = None, min_finished: int = MIN_FINISHED) -> tuple[TierVerdict, ...]:
+    """``judge`` over finished requests whose speeds (defined ones only, no NaN) and TTFTs are given
+    already sorted: any sequence with ``len``, indexing and ``bisect`` (a list, or a SortedList kept
+    up to date as a live window slides, so a frame never re-sorts the window). The same verdicts,
+    order statistics and shares as sorting the union with the in-flight requests: those are read
+    with bisection and the k-th element of two sorted sequences (``kth_of_union``), never copied."""
+    known_inflight = sorted(t for t, _ in in_flight if t is not None)
+    waits = sorted(w for t, w in in_flight if t is None)
+    n_inflight = len(in_flight)
     n = len(ttfts) + n_inflight
     n_speed = len(speeds) + n_inflight
-    all_known_ttfts = sorted(ttfts + known_inflight)
-    ttft_low = ttft_p95(sorted(all_known_ttfts + waits))
-    ttft_high = ttft_p95(all_known_ttfts + [math.inf] * len(waits))
+    n_known = len(ttfts) + len(known_inflight)
+    if n:
+        rank = math.ceil(TTFT_SHARE * n - 1e-9) - 1  # nearest-rank P95 over all n requests
+        ttft_low: float | None = float(kth_of_union(ttfts, sorted(known_inflight + waits), rank))
+        # waiting requests as infinitely slow: they sort after every known TTFT
+        ttft_high: float | None = float(kth_of_union(ttfts, known_inflight, rank)) if rank < n_known else math.inf
+    else:
+        ttft_low = ttft_high = None
     p25_point = speed_p25(speeds)
-    p25_low = speed_p25([0.0] * n_inflight + speeds)
-    p25_high = speed_p25(speeds + [math.inf] * n_inflight)
+    if n_speed:
+        at = n_speed - math.ceil(SPEED_SHARE * n_speed - 1e-9)  # P25's index in n_speed sorted speeds
+        p25_low: float | None = 0.0 if at < n_inflight else float(speeds[at - n_inflight])  # in flight as 0
+        p25_high: float | None = float(speeds[at]) if at < len(speeds) else math.inf  # as infinitely fast
+    else:
+        p25_low = p25_high = None
     out = []
     for tier in tiers:
-        ttft_hits = bisect.bisect_right(all_known_ttfts, tier.ttft_s)
+        ttft_hits = bisect.bisect_right(ttfts, tier.ttft_s) + bisect.bisect_right(known_inflight, tier.ttft_s)
         ttft_unknown = bisect.bisect_right(waits, tier.ttft_s)  # waiting, not yet past the limit
         speed_hits = len(speeds) - bisect.bisect_left(speeds, tier.output_tps)
         verdict, reason = _decide(n, n_speed, len(ttfts), ttft_hits, ttft_unknown, speed_hits, n_inflight,
                                   z, min_finished)
         out.append(TierVerdict(
-            tier, verdict, reason, len(ttfts), requests.failed, n_inflight, len(waits), p25_point,
+            tier, verdict, reason, len(ttfts), failed, n_inflight, len(waits), p25_point,
             (p25_low, p25_high), ttft_low, (ttft_low, ttft_high),
             speed_hits / len(speeds) if speeds else 0.0, ttft_hits / n if n else 0.0, z))
     return tuple(out)
+
+
+def kth_of_union(a: Sequence[float], b: Sequence[float], k: int) -> float:
+    """The k-th smallest (0-based) element of the union of two sorted sequences, in O(log) reads."""
+    if not b:
+        return a[k]
+    if not a:
+        return b[k]
+    lo, hi = max(0, k + 1 - len(b)), min(len(a), k + 1)  # how many of the k+1 smallest come from a
+    while lo < hi:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if j > 0 and i < len(a) and b[j - 1] > a[i]:
+            lo = i + 1  # b's part holds an element larger than a's next one: take more from a
+        else:
+            hi = i
+    j = k + 1 - lo
+    if lo == 0:
+        return b[j - 1]
+    if j == 0:
+        return a[lo - 1]
+    return max(a[lo - 1], b[j - 1])
 
 
 def _decide(n: int, n_speed: int, finished: int, ttft_hits: int, ttft_unknown: int, speed_hits: int,

@@ -48,6 +48,7 @@ class LoadGenerator:
         self.warm_start = warm_start  # each agent joins its first trajectory at a random turn
         self.run_salt = run_salt or (uuid.uuid4().hex[:12] if salt else "nosalt")
         self.agents: dict[int, AgentState] = {}
+        self.agents_version = 0  # bumped when an agent joins or leaves ``agents``
         self.target = 0
         self.target_changed_at = time.monotonic()
         self.all_started_at: float | None = None
@@ -131,6 +132,7 @@ class LoadGenerator:
             self._next_id += self._id_stride
         state = AgentState(aid)
         self.agents[aid] = state
+        self.agents_version += 1
         agent = Agent(state, self.workload.trajectories, session=session, url=self.url, model=self.model,
                       policy=self.policy, run_salt=self.run_salt, seed=self.seed, timeouts=self.timeouts,
                       on_record=self.on_record, resume=self._resume, warm_start=self.warm_start,
@@ -154,6 +156,7 @@ class LoadGenerator:
             self.on_event(f"agent {aid} crashed: {type(exc).__name__}: {exc} (its slot is not refilled)")
         finally:
             self.agents.pop(aid, None)
+            self.agents_version += 1
             self._tasks.pop(aid, None)
 
     def refresh_started(self, now: float) -> None:

@@ -1,23 +1,37 @@
 """The detail log of a run: every request record, column-wise, and samples of the agent population.
 
 Records are kept column-wise in compact arrays (a run of hours at thousands of agents stays in
-tens of MB). Every window (the live one, a search phase, a run's steady window) is the set of
+tens of MB). The live window (the last ``window_s`` of requests sent) is kept up to date as
+records come in and leave it: its speeds and TTFTs in sorted lists (sortedcontainers), each
+tier's count of requests meeting both targets, its failures; so a frame judges it without
+re-sorting tens of thousands of requests (``judge_sorted``, the same verdicts as ``judge``). Every window (the live one, a search phase, a run's steady window) is the set of
 requests *sent* in it, finished or still in flight, judged by engine/judge.py; tokens are
 counted where they *arrived* (a request's tokens spread evenly between its first and last token).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from array import array
 from collections import deque
 from collections.abc import Sequence
 
-from agentperf_tui.engine.judge import RequestSet, TierVerdict, judge, request_speed, request_ttft
+from sortedcontainers import SortedList
+
+from agentperf_tui.engine.judge import (
+    RequestSet,
+    TierVerdict,
+    judge_sorted,
+    request_speed,
+    request_ttft,
+)
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.slo import Tier, percentile
 
 HISTORY_POINTS = 240
+DISPATCH_EVERY_S = 0.25  # the dispatch-delay p99 is re-sorted at most this often (s of sends)
+ARRIVAL_SLACK_S = 5.0  # records reach the main process at most this late after their end (workers: ~0.1 s)
 
 
 class RunMetrics:
@@ -60,6 +74,14 @@ class RunMetrics:
         self.completed_per_trajectory: dict[str, int] = {}  # trajectory (task) id -> completed requests
         self._dispatch: deque[tuple[float, float]] = deque()  # (t_send, dispatch delay s), last 10 s
         self._recent_conc: deque[tuple[float, float]] = deque()  # (t, in-work agents / target), last 10 s
+        # the live window, kept sorted: (t_send, seq, speed, ttft, tiers met bitmask) by t_send for expiry
+        self._live_by_send: list[tuple[float, int, float, float, int]] = []
+        self._live_speeds: SortedList = SortedList()  # defined speeds only (NaN left out, as judge does)
+        self._live_ttfts: SortedList = SortedList()
+        self._live_failed = 0
+        self._live_good = [0] * len(self.tiers)  # requests meeting both of each tier's targets
+        self._live_horizon = -math.inf  # t_send below this has left the live window
+        self._dispatch_p99: tuple[float, int, float] | None = None  # (at, records seen, p99 ms) cache
 
     # -- intake ----------------------------------------------------------------------------------
     def add(self, record: RequestRecord) -> None:
@@ -94,6 +116,18 @@ class RunMetrics:
                              math.nan if record.t_first is None else record.t_first,
                              math.nan if record.t_last is None else record.t_last))
         self._dispatch.append((record.t_send, record.dispatch_delay_s))
+        if record.t_send >= self._live_horizon:
+            good = 0
+            for i, tier in enumerate(self.tiers):
+                if (math.isnan(speed) or speed >= tier.output_tps) and ttft <= tier.ttft_s:
+                    good |= 1 << i
+                    self._live_good[i] += 1
+            heapq.heappush(self._live_by_send, (record.t_send, len(self.t_send), speed, ttft, good))
+            if not math.isnan(speed):
+                self._live_speeds.add(speed)
+            self._live_ttfts.add(ttft)
+            if speed == 0.0 and math.isinf(ttft):  # a failed request (judge.request_speed / request_ttft)
+                self._live_failed += 1
         while self._dispatch and self._dispatch[0][0] < record.t_send - 10.0:
             self._dispatch.popleft()
         last = self._last_prompt.get(record.agent_id)
@@ -115,23 +149,42 @@ class RunMetrics:
         share (finished requests meeting both targets, undefined speeds counting as meeting speed)."""
         self._trim(now)
         t_from = now - self.window_s
-        rows = [w for w in self._window if w[1] >= t_from]
+        self._expire_live(t_from)
         running = tuple(_censored(t_send, t_first, now) for t_send, t_first in in_flight if t_send >= t_from)
-        requests = RequestSet(tuple(w[2] for w in rows), tuple(w[3] for w in rows), running,
-                              sum(1 for w in rows if w[2] == 0.0 and math.isinf(w[3])))
-        verdicts = judge(requests, self.tiers)
-        shares = []
-        n = len(rows)
-        for tier in self.tiers:
-            good = sum(1 for w in rows if (math.isnan(w[2]) or w[2] >= tier.output_tps) and w[3] <= tier.ttft_s)
-            shares.append(good / n if n else 0.0)
-        return verdicts, tuple(shares)
+        verdicts = judge_sorted(self._live_speeds, self._live_ttfts, self._live_failed, running, self.tiers)
+        n = len(self._live_ttfts)
+        return verdicts, tuple(good / n if n else 0.0 for good in self._live_good)
+
+    def _expire_live(self, t_from: float) -> None:
+        """Take the requests sent before ``t_from`` out of the live window (the horizon only moves on)."""
+        if t_from <= self._live_horizon:
+            return
+        self._live_horizon = t_from
+        heap = self._live_by_send
+        while heap and heap[0][0] < t_from:
+            _t, _seq, speed, ttft, good = heapq.heappop(heap)
+            if not math.isnan(speed):
+                self._live_speeds.remove(speed)
+            self._live_ttfts.remove(ttft)
+            if speed == 0.0 and math.isinf(ttft):
+                self._live_failed -= 1
+            for i in range(len(self.tiers)):
+                if good >> i & 1:
+                    self._live_good[i] -= 1
 
     def output_tokens_per_s(self, now: float, span_s: float = 10.0) -> float:
         """Tokens of finished requests that arrived in the last ``span_s`` (each spread over its stream)."""
         self._trim(now)
         horizon = now - span_s
-        tokens = sum(_arrived(w[4], w[5], w[6], w[0], horizon, now) for w in self._window if w[0] >= horizon)
+        # the window is in arrival order, which is t_end order but for a worker's batching (0.1 s) and
+        # a slow shard's poll: read back from the newest until well past the horizon, not the whole window
+        stop_at = horizon - ARRIVAL_SLACK_S
+        tokens = 0.0
+        for w in reversed(self._window):
+            if w[0] < stop_at:
+                break
+            if w[0] >= horizon:
+                tokens += _arrived(w[4], w[5], w[6], w[0], horizon, now)
         return tokens / span_s
 
     def record_history(self, shares: Sequence[float], contexts: Sequence[int]) -> None:
@@ -149,11 +202,18 @@ class RunMetrics:
 
     # -- concurrency -------------------------------------------------------------------------------
     def dispatch_p99_ms(self) -> float:
-        """p99 of how late requests left vs when their agent was ready, over the last 10 s."""
+        """p99 of how late requests left vs when their agent was ready, over the last 10 s (sorted
+        again only when records came in since, at most once per ``DISPATCH_EVERY_S``)."""
         if not self._dispatch:
             return 0.0
+        cached = self._dispatch_p99
+        seen = len(self.t_send)
+        if cached is not None and (cached[1] == seen or self.t_send[-1] - cached[0] < DISPATCH_EVERY_S):
+            return cached[2]
         ordered = sorted(d for _, d in self._dispatch)
-        return 1000.0 * (percentile(ordered, 99.0) or 0.0)
+        p99 = 1000.0 * (percentile(ordered, 99.0) or 0.0)
+        self._dispatch_p99 = (self.t_send[-1], seen, p99)
+        return p99
 
     @property
     def recent_held_share(self) -> float:

@@ -240,7 +240,7 @@ class RayShard(ShardView):
         if not self.alive:
             return
         self.alive = False
-        self.agents = {}
+        self.forget_agents()
         if not self.said_bye:
             where = f" (pid {self.pid} on {self.host})" if self.pid else ""
             self.on_event(f"worker {self.shard}: Ray actor{where} lost: {why}; its agents are gone")

@@ -126,6 +126,7 @@ class Session:
         self.server_starter = server_starter
         self.sinks = list(sinks or [])
         self.metrics = RunMetrics(tiers, options.window_s)
+        self.tier_pass_cache: dict[int, tuple[RequestRecord, tuple[bool, ...]]] = {}  # agent -> (last record, tiers met)
         self.account = RunAccount(options.settle_s)
         self.loadgen: ShardedLoad | None = None
         self.server: ServerHandle | None = None
@@ -308,14 +309,14 @@ class Session:
         """(sent, first token) of every request running now (monotonic seconds; None: no token yet)."""
         return [running for _agent, running in self._running_requests()]
 
-    def _running_requests(self):
+    def _running_requests(self) -> list[tuple[Any, tuple[float, float | None]]]:
         """(agent, (sent, first token)) of every request running now whose record is not in yet: a
         worker's snapshot (every 0.25 s) can still show a request whose record (every 0.1 s) is in."""
+        if self.loadgen is None:
+            return []
         last_send = self.metrics.last_send
-        for aid, agent in (self.loadgen.agents.items() if self.loadgen else ()):
-            running = agent.in_flight
-            if running is not None and last_send.get(aid) != running[0]:
-                yield agent, running
+        return [(a, a.in_flight) for a in self.loadgen.agents.values()
+                if a.in_flight is not None and last_send.get(a.agent_id) != a.in_flight[0]]
 
     def in_flight_tokens(self, t_from: float, now: float) -> float:
         """Tokens the running requests have streamed that arrived after ``t_from`` (each request's so

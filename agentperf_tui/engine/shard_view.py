@@ -2,7 +2,8 @@
 
 A shard (a worker process of ``workers.py``, a Ray actor of ``ray_shards.py``) reports what
 ``worker_process.WorkerCore.tick`` builds: finished request records as compact rows, and every
-``SNAPSHOT_S`` its agents and its own health. ``ShardView`` applies those messages: each record
+``SNAPSHOT_S`` the rows of its agents that changed (and the ids of those gone) and its own health.
+``ShardView`` applies those messages: each record
 goes to the run's ``on_record``, the agents become ``RemoteAgent``s (AgentState's fields as last
 reported), the health fields feed ``WorkerHealth``. Whatever carries the messages subclasses it.
 """
@@ -60,6 +61,9 @@ class ShardView:
         self.on_record = on_record
         self.on_event = on_event
         self.agents: dict[int, RemoteAgent] = {}
+        self.active_count = 0  # agents started and not retiring, as of the last snapshot
+        self.in_work_count = 0  # agents in a request, as of the last snapshot
+        self.version = 0  # bumped whenever ``agents`` changes
         self._last_records: dict[int, RequestRecord] = {}
         self.target = 0
         self.reported_gen = -1
@@ -101,22 +105,32 @@ class ShardView:
         rows = msg.get("agents")
         if rows is None:
             return
-        agents: dict[int, RemoteAgent] = {}
+        # a snapshot carries only the rows that changed since the previous one, and the agents gone
+        agents = self.agents
         for row in rows:
-            agent = self.agents.get(row[0])
+            agent = agents.get(row[0])
             if agent is None:
-                agent = RemoteAgent(row)
+                agent = agents[row[0]] = RemoteAgent(row)
+                agent.last_record = self._last_records.get(row[0])
             else:
                 agent.update(row)
-            agent.last_record = self._last_records.get(row[0])
-            agents[row[0]] = agent
-        self.agents = agents
+        for agent_id in msg.get("gone", ()):
+            agents.pop(agent_id, None)
+        self.active_count = sum(1 for a in agents.values() if a.started and not a.retiring)
+        self.in_work_count = sum(1 for a in agents.values() if a.in_work)
+        self.version += 1
         if len(self._last_records) > 2 * len(agents) + 64:
             self._last_records = {k: v for k, v in self._last_records.items() if k in agents}
         self.reported_gen = msg["gen"]
         self.started_at = msg["started_at"]
         self.lag_ms, self.lag_max_ms = msg["lag_ms"], msg["lag_max_ms"]
         self.cpu_pct, self.rss_mib = msg["cpu_pct"], msg["rss_mib"]
+
+    def forget_agents(self) -> None:
+        """The shard is gone: none of its agents runs any more."""
+        self.agents = {}
+        self.active_count = self.in_work_count = 0
+        self.version += 1
 
     def _health(self, now: float, pid: int, node: str = "") -> WorkerHealth:
         return WorkerHealth(self.shard, pid, len(self.agents), self.lag_ms, self.lag_max_ms, self.cpu_pct,

@@ -4,7 +4,8 @@ Started by ``workers.WorkerShard`` as ``python -m agentperf_tui.engine.worker_pr
 (a plain subprocess, never fork or multiprocessing's spawn, so no caller's ``__main__`` is
 re-imported). The first message on the socket is the pickled ``WorkerSpec``; then commands
 (target, pause, resume, stop) come in and, every ``TICK_S``, one orjson message goes out: the
-request records finished since the last tick, and every ``SNAPSHOT_S`` the agents and this
+request records finished since the last tick, and every ``SNAPSHOT_S`` the rows of the agents that
+changed since the previous snapshot (and the ids of those gone) and this
 process's health. The process stops by itself when the socket closes (the main process is gone).
 ``WorkerCore`` is that shard's side without the socket: ``ray_shards``' actor runs the same one.
 """
@@ -76,6 +77,7 @@ class WorkerCore:
         self._lag_task: asyncio.Task[None] | None = None
         self._proc = psutil.Process()
         self._next_snapshot = 0.0
+        self._sent_rows: dict[int, list[Any]] = {}  # each agent's row as last sent
 
     def _on_record(self, r: RequestRecord) -> None:
         self.records.append([getattr(r, name) for name in RECORD_FIELDS])
@@ -108,7 +110,16 @@ class WorkerCore:
             self._next_snapshot = now + SNAPSHOT_S
             lg, lag = self.lg, self.lag
             lg.refresh_started(now)
-            msg.update(agents=[_agent_row(a) for a in lg.agents.values()], gen=self.generation,
+            rows, sent = [], self._sent_rows  # only the rows that changed since the last snapshot
+            for a in lg.agents.values():
+                row = _agent_row(a)
+                if sent.get(a.agent_id) != row:
+                    sent[a.agent_id] = row
+                    rows.append(row)
+            gone = list(sent.keys() - lg.agents.keys())
+            for agent_id in gone:
+                del sent[agent_id]
+            msg.update(agents=rows, gone=gone, gen=self.generation,
                        started_at=lg.all_started_at, lag_ms=lag.mean_ms, lag_max_ms=lag.max_ms,
                        cpu_pct=self._proc.cpu_percent(None), rss_mib=self._proc.memory_info().rss / 2**20)
         return msg

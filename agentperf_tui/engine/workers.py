@@ -140,7 +140,7 @@ class WorkerShard(ShardView):
             return
         self.alive = False
         self._loop.remove_reader(self.conn.fileno())
-        self.agents = {}
+        self.forget_agents()
         if not self.said_bye:
             try:
                 code = self.process.wait(0.5)
@@ -217,6 +217,8 @@ class ShardedLoad:
         self._next_agent_id = 0
         self._escalated = 0
         self._lag_high_since: float | None = None
+        self._merged: dict[int, Any] = {}
+        self._merged_key: tuple[Any, ...] | None = None
 
     # -- the LoadGenerator interface ------------------------------------------------------------
     @property
@@ -233,21 +235,25 @@ class ShardedLoad:
 
     @property
     def agents(self) -> dict[int, Any]:
+        """Every agent by id (in-process and in the shards); the merged view is rebuilt only when a
+        shard's snapshot or the in-process agents changed since the last call."""
         if not self.shards:
             return self.local.agents
-        merged: dict[int, Any] = dict(self.local.agents)
-        for shard in self.shards:
-            merged.update(shard.agents)
-        return merged
+        key = (len(self.local.agents), self.local.agents_version, tuple(s.version for s in self.shards))
+        if key != self._merged_key:
+            merged: dict[int, Any] = dict(self.local.agents)
+            for shard in self.shards:
+                merged.update(shard.agents)
+            self._merged, self._merged_key = merged, key
+        return self._merged
 
     @property
     def active(self) -> int:
-        return self.local.active + sum(
-            1 for s in self.shards for a in s.agents.values() if a.started and not a.retiring)
+        return self.local.active + sum(s.active_count for s in self.shards)
 
     @property
     def in_work(self) -> int:
-        return self.local.in_work + sum(1 for s in self.shards for a in s.agents.values() if a.in_work)
+        return self.local.in_work + sum(s.in_work_count for s in self.shards)
 
     @property
     def worker_count(self) -> int:
