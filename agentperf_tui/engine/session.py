@@ -148,6 +148,7 @@ class Session:
                        "rack": EnergyAccount(stale_after_s=15.0)}
         self._workers_seen = 0
         self._resplit_until = 0.0
+        self._shutting_down = False
         self._server_metrics: ServerMetrics | None = None
         # client vs server (engine/reconcile.py): both ledgers for every window, the live one every few s
         self.client_ledger = ClientLedger()
@@ -668,6 +669,7 @@ class Session:
         await self._sampler.check_boundary(server.boundary)  # PowerSourceError: refused, never relabelled
 
     async def _shutdown(self) -> None:
+        self._shutting_down = True
         if self._tune_task is not None and not self._tune_task.done():
             self._tune_task.cancel()
             await asyncio.gather(self._tune_task, return_exceptions=True)
@@ -726,7 +728,8 @@ class Session:
         if lg is not None:
             lg.check_scaling(now, self._lag.mean_ms)
             workers = lg.worker_count
-            if workers != self._workers_seen and self._workers_seen:
+            # shards closing at the end of the run are not agents moving between processes
+            if workers != self._workers_seen and self._workers_seen and not self._shutting_down:
                 self._resplit_until = now + 2.0  # agents moved between processes: not one steady load
             self._workers_seen = workers
         agents = list(lg.agents.values()) if lg else []
