@@ -44,7 +44,13 @@ def build_frame(session: Session, now: float) -> Frame:
     tier_views = tuple(TierView.from_verdict(v, share, tuple(h))
                        for v, share, h in zip(verdicts, shares, m.compliance_history, strict=True))
     mean, p50, p95, cmax = context_stats(contexts)
-    rows = agent_rows(session, agents, now)
+    refresh_s = agent_rows_period(len(agents))
+    cached = session.agent_rows_cache
+    if cached is not None and now - cached[0] < refresh_s - 0.05 and len(cached[1]) == len(agents):
+        rows = cached[1]  # a large population's table: the rows taken at most refresh_s ago
+    else:
+        rows = agent_rows(session, agents, now)
+        session.agent_rows_cache = (now, rows)
     context = ContextView(mean, p50, p95, cmax, tuple(m.context_history_mean), tuple(m.context_history_p95),
                           m.growth_per_turn)
     return Frame(
@@ -57,8 +63,18 @@ def build_frame(session: Session, now: float) -> Frame:
         server=server_view(session), client=session._client_view(), agents=rows,
         events=session.take_events(), search=session.search_view() if session.search_view else None,
         segments=tuple(session.segments_view()), tune=session.tune_view(),
-        stalled_agents=sum(rows.stalled),
+        stalled_agents=sum(rows.stalled), agents_refresh_s=refresh_s,
     )
+
+
+ROWS_EVERY_S = 0.25  # the Agents table's rows are taken every frame (4 Hz) ...
+ROWS_STEP_AGENTS = 5_000  # ... up to this many agents, then 0.25 s more per as many again
+
+
+def agent_rows_period(agents: int) -> float:
+    """How often the Agents table's rows are taken: every frame up to 5,000 agents, every 1 s at
+    20,000 (every panel and count still comes every frame; the table header names the period)."""
+    return ROWS_EVERY_S * max(1, math.ceil(agents / ROWS_STEP_AGENTS))
 
 
 def agent_rows(session: Session, agents: list, now: float) -> AgentRows:

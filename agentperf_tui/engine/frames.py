@@ -217,6 +217,9 @@ class Frame:
     segments: tuple[dict, ...] = ()
     tune: dict | None = None  # the Tune panel: knobs, current values, what a retune is doing
     stalled_agents: int = 0  # agents whose request stalled (AgentRows.stalled); 0 in older recordings
+    #: how often the Agents table's rows are taken (s): every frame up to 5,000 agents, then
+    #: 0.25 s per 5,000 (frame_builder.agent_rows_period); 0.25 in older recordings
+    agents_refresh_s: float = 0.25
 
     def to_dict(self, include_agents: bool = True) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -251,6 +254,7 @@ class Frame:
             events=tuple(data.get("events") or ()),
             search=data.get("search"),
             stalled_agents=int(data.get("stalled_agents") or 0),
+            agents_refresh_s=float(data.get("agents_refresh_s") or 0.25),
             segments=tuple(data.get("segments") or ()),
             tune=data.get("tune"),
         )

@@ -25,7 +25,7 @@ import psutil
 
 from agentperf_tui.engine.client import Timeouts
 from agentperf_tui.engine.frame_builder import build_frame
-from agentperf_tui.engine.frames import ClientView, Frame
+from agentperf_tui.engine.frames import AgentRows, ClientView, Frame
 from agentperf_tui.engine.live_sut import LiveSUT
 from agentperf_tui.engine.looplag import LoopLagMeter
 from agentperf_tui.engine.metrics import RunMetrics
@@ -127,6 +127,7 @@ class Session:
         self.sinks = list(sinks or [])
         self.metrics = RunMetrics(tiers, options.window_s)
         self.tier_pass_cache: dict[int, tuple[RequestRecord, tuple[bool, ...]]] = {}  # agent -> (last record, tiers met)
+        self.agent_rows_cache: tuple[float, AgentRows] | None = None  # (taken at, rows): frame_builder
         self.account = RunAccount(options.settle_s)
         self.loadgen: ShardedLoad | None = None
         self.server: ServerHandle | None = None

@@ -192,7 +192,8 @@ class AgentPerfApp(App[int]):
             names = tuple(t.name for t in frame.tiers)
             table.set_rows(frame.agents, names)
             self.query_one(AgentsHeader).show(names, table.sort_key, table.reverse, table.filter_mode,
-                                              len(table.order), len(frame.agents), frame.stalled_agents)
+                                              len(table.order), len(frame.agents), frame.stalled_agents,
+                                              frame.agents_refresh_s)
             self.query_one(SloPanel).update_frame(frame)
             self.query_one(ContextPanel).update_frame(frame)
             self.query_one(PowerPanel).update_frame(frame)
@@ -323,7 +324,8 @@ class AgentPerfApp(App[int]):
         table = self.query_one(AgentTable)
         if self.frame is not None:
             self.query_one(AgentsHeader).show(table.tier_names, table.sort_key, table.reverse, table.filter_mode,
-                                              len(table.order), len(self.frame.agents), self.frame.stalled_agents)
+                                              len(table.order), len(self.frame.agents), self.frame.stalled_agents,
+                                              self.frame.agents_refresh_s)
 
     def action_maximize(self, index: int) -> None:
         panel_id = PANELS[index]

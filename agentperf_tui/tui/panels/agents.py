@@ -124,11 +124,11 @@ class AgentsHeader(Static):
     """Column titles (with units) and the current sort/filter."""
 
     def show(self, tier_names: tuple[str, ...], sort_key: str, reverse: bool, filter_mode: str, shown: int,
-             total: int, stalled: int = 0) -> None:
+             total: int, stalled: int = 0, refresh_s: float = 0.25) -> None:
         head = (f"{'agent':>5} {'state':<9}{'in state':>8} {'turn':^8}{'ctx tok':>7} {'TTFT s':>6} {'tok/s':>6} "
                 f"{'avg tok/s':>9} ") + "".join(f"T{k + 1} " for k in range(len(tier_names)))
         order = (f"sort {SORT_LABELS.get(sort_key, sort_key)}{' (desc)' if reverse else ''} · filter {filter_mode}"
-                 f" · {shown}/{total} agents")
+                 f" · {shown}/{total} agents" + (f" · rows every {refresh_s:g} s" if refresh_s > 0.3 else ""))
         key = (head, order, stalled)
         if getattr(self, "_shown", None) != key:
             self._shown = key
