@@ -254,8 +254,15 @@ def _run_one(profile: Any, config: dict[str, str], settings: Any, args: argparse
         status = "stopped"
     return {"status": status, "session": str(directory), "signal": received[0] if received else 0,
             "error": error or (report.get("stopped", "") if report else session.stop_reason),
-            "answer": "; ".join(f"{t['name']} {t['max_agents']}" for t in report["tiers"]) if report else error,
+            "answer": _answer(report, status) if report else error,
             "ended_unix": time.time()}
+
+
+def _answer(report: dict[str, Any], status: str) -> str:
+    """Each tier's largest count held, as the search reported it; a stopped search's is only what it
+    had found so far (a tier with no count held says so, never 0 agents)."""
+    text = "; ".join(f"{t['name']} {t['max_agents'] or 'none held'}" for t in report["tiers"])
+    return text if status == "finished" else f"stopped before the answer (so far: {text})"
 
 
 def build_report(state: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -277,6 +284,11 @@ def build_report(state: dict[str, Any], folder: Path) -> dict[str, Any]:
         ranked = sorted(done, key=lambda c: (c["tiers"][i].get("agents_per_mw") or -1.0, c["tiers"][i]["max_agents"]),
                         reverse=True)
         top = ranked[0]["tiers"][i]
+        if not any(c["tiers"][i]["max_agents"] for c in done):  # no configuration held it: no best one
+            best.append({"tier": name, "output_tps": top["output_tps"], "ttft_s": top["ttft_s"], "config": None,
+                         "max_agents": 0, "agents_per_gpu": None, "agents_per_mw": None, "avg_power_w": None,
+                         "sample": None, "by": "no configuration held this tier"})
+            continue
         best.append({"tier": name, "output_tps": top["output_tps"], "ttft_s": top["ttft_s"],
                      "config": ranked[0]["label"], "max_agents": top["max_agents"],
                      "agents_per_gpu": top["agents_per_gpu"], "agents_per_mw": top["agents_per_mw"],
@@ -304,7 +316,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     lines += ["| configuration | status | " + " | ".join(t["tier"] for t in report["best_per_tier"]) + " | session |",
               "|---|---|" + "---|" * len(report["best_per_tier"]) + "---|"]
     for c in report["configs"]:
-        cells = [f"{t['max_agents']} ({_mw(t.get('agents_per_mw'))})" for t in c.get("tiers") or []]
+        cells = [f"{t['max_agents']} ({_mw(t.get('agents_per_mw'))})" if t["max_agents"] else "none held"
+                 for t in c.get("tiers") or []]
         cells += ["-"] * (len(report["best_per_tier"]) - len(cells))
         lines.append(f"| {c['label']} | {c['status']} | " + " | ".join(cells) + f" | {c.get('session') or '-'} |")
     lines += ["", "## Best configuration per tier", "",
@@ -314,6 +327,10 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         s = b.get("sample")
         sample = f"{s['finished']} req / {s['duration_s']:.0f} s" if s else "n/a"
         power = f"{b['avg_power_w'] / 1000:,.2f} kW" if b.get("avg_power_w") else "n/a"
+        if b["config"] is None:
+            lines.append(f"| {b['tier']} ({b['output_tps']:g} tok/s, {b['ttft_s']:g} s) | none held | - | - | - | "
+                         f"- | - | {b['by']} |")
+            continue
         lines.append(f"| {b['tier']} ({b['output_tps']:g} tok/s, {b['ttft_s']:g} s) | {b['config']} | "
                      f"{b['max_agents']} | {b['agents_per_gpu']} | {_mw(b['agents_per_mw'])} | {power} | {sample} | "
                      f"{b['by']} |")

@@ -137,3 +137,26 @@ def test_a_sweep_on_the_twin_resumes_after_ctrl_c_without_redoing_finished_confi
     assert "Simulated" in md and "Quick mode" in md and "## Frontier" in md
     svg = (state_path.parent / "frontier.svg").read_text()
     assert "(digital twin)" in svg and "max-running-requests=256" in svg and "Pareto-best" in svg
+
+
+def test_a_tier_no_configuration_held_has_no_best_configuration_and_stopped_answers_say_so():
+    from agentperf_tui.sweep import _answer, sweep_markdown
+
+    tiers = [{"name": "tier1", "output_tps": 30.0, "ttft_s": 5.0, "max_agents": 12, "agents_per_gpu": 1.5,
+              "agents_per_mw": 3000.0, "avg_power_w": 4000.0, "sample": {"finished": 300, "duration_s": 60.0}},
+             {"name": "tier3", "output_tps": 200.0, "ttft_s": 2.0, "max_agents": 0, "agents_per_gpu": 0.0,
+              "agents_per_mw": None, "avg_power_w": None, "sample": None}]
+    assert _answer({"tiers": tiers}, "finished") == "tier1 12; tier3 none held"
+    assert _answer({"tiers": tiers}, "stopped").startswith("stopped before the answer (so far: ")
+    report = {"profile": "p", "mode": "quick", "estimate": True, "twin": True, "frontier": [], "frontier_note": "n",
+              "configs": [{"label": "a=1", "status": "finished", "tiers": tiers, "session": "s"}],
+              "best_per_tier": [
+                  {"tier": "tier1", "output_tps": 30.0, "ttft_s": 5.0, "config": "a=1", "max_agents": 12,
+                   "agents_per_gpu": 1.5, "agents_per_mw": 3000.0, "avg_power_w": 4000.0,
+                   "sample": {"finished": 300, "duration_s": 60.0}, "by": "agents per MW"},
+                  {"tier": "tier3", "output_tps": 200.0, "ttft_s": 2.0, "config": None, "max_agents": 0,
+                   "agents_per_gpu": None, "agents_per_mw": None, "avg_power_w": None, "sample": None,
+                   "by": "no configuration held this tier"}]}
+    text = sweep_markdown(report)
+    assert "| a=1 | finished | 12 (3,000 /MW) | none held | s |" in text
+    assert "| tier3 (200 tok/s, 2 s) | none held |" in text
