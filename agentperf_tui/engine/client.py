@@ -181,21 +181,30 @@ def _error_message(text: str) -> str:
     return text.strip()
 
 
-_SPECIAL = (b'"usage":{', b'"finish_reason":"', b'"error"', b"[DONE]", b"\\")
+_SPECIAL = (b'"usage":{', b'"finish_reason":"', b'"error"', b"[DONE]")
 
 
 def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
     """Apply complete SSE events that arrived together (same arrival time); True on ``[DONE]``.
 
-    Plain token chunks (the vast majority) are counted with a few C-level substring counts over
-    the run of events before the first one carrying usage, a finish reason, an error or an
-    escape; the rest are parsed one by one. If any event of that run is not a complete JSON
-    object, the whole block is parsed so the bad event is found and reported. With
-    ``keep_text`` every event is parsed.
+    Plain token chunks (the vast majority) are counted with a few C-level substring counts, never
+    parsed. A block is plain when every event is a complete object still running (as many
+    ``"finish_reason":null`` as events: SGLang's and vLLM's token chunks; a finish, a usage-only
+    chunk, an error or ``[DONE]`` has none) and none carries usage; otherwise the run of events
+    before the first one carrying usage, a finish reason, an error or ``[DONE]`` is counted and
+    the rest parsed one by one. If any event of that run is not a complete JSON object, the whole
+    block is parsed so the bad event is found and reported. With ``keep_text`` every event is parsed.
+
+    The counts cannot be fooled by text: inside a JSON string every quote is escaped, so a pattern
+    that starts with an unescaped quote (``"content":"``) only matches the structure, and a raw
+    newline cannot occur in a string (a pattern with ``}\\n\\n`` ends an event).
     """
     if not result.keep_text:
-        if (b'"usage":{' in block or b'"finish_reason":"' in block or b'"error"' in block
-                or b"[DONE]" in block or b"\\" in block):
+        events = block.count(b"data:")
+        if (block.count(b'"finish_reason":null') == events == block.count(b"}\n\n")
+                and b'"usage":{' not in block):
+            plain = block  # the usual block: token events only
+        else:
             cut = len(block)
             for marker in _SPECIAL:
                 i = block.find(marker)
@@ -203,13 +212,14 @@ def _handle_block(result: StreamResult, block: bytes, now: float) -> bool:
                     cut = i
             split = block.rfind(b"\n\n", 0, cut)
             plain = block[: split + 2] if split >= 0 else b""
-        else:  # the usual block: plain token events only
-            plain = block
-        if plain and plain.count(b"data:") == plain.count(b"}\n\n"):  # every event a complete object
+            if plain and plain.count(b"data:") != plain.count(b"}\n\n"):  # an event is not a complete object
+                plain = b""
+        if plain:
             block = block[len(plain):]
             tokens = (plain.count(b'"content":"') - plain.count(b'"content":""')
-                      + plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
                       + plain.count(b'"tool_calls":['))
+            if b'"reasoning_content":"' in plain:
+                tokens += plain.count(b'"reasoning_content":"') - plain.count(b'"reasoning_content":""')
             if tokens > 0:
                 if result.t_first is None:
                     result.t_first = now
