@@ -64,9 +64,18 @@ def clock(seconds: float) -> str:
 
 def update_if_changed(widget, text) -> None:  # type: ignore[no-untyped-def]
     """Static.update only when the text differs (an unchanged panel costs no re-render), and
-    without a layout pass when the line count is the same (the widget's size cannot change)."""
+    without a layout pass when the widget's size cannot change: the line count is the same, or
+    its height and width are set by the stylesheet (a grid panel of ``height: 1fr``), so its text
+    never sizes it. A layout pass of the whole screen costs tens of ms at thousands of agents."""
     last = getattr(widget, "_agentperf_last", None)
     if last != text:
         widget._agentperf_last = text
         same_shape = isinstance(last, str) and isinstance(text, str) and last.count("\n") == text.count("\n")
-        widget.update(text, layout=not same_shape)
+        widget.update(text, layout=not (same_shape or _sized_by_style(widget)))
+
+
+def _sized_by_style(widget) -> bool:  # type: ignore[no-untyped-def]
+    """Neither the height nor the width of ``widget`` depends on its content (none is ``auto``)."""
+    styles = widget.styles
+    height, width = styles.height, styles.width
+    return height is not None and not height.is_auto and (width is None or not width.is_auto)
