@@ -81,3 +81,28 @@ def test_judge_sorted_over_sorted_lists_equals_judge_and_the_union_rank_is_exact
         a, b = sorted(rng.sample(range(100), rng.randrange(0, 9))), sorted(rng.sample(range(100), rng.randrange(1, 9)))
         union = sorted(a + b)
         assert [kth_of_union(a, b, k) for k in range(len(union))] == union
+
+
+def test_windows_over_the_detail_log_start_at_the_first_record_that_can_be_in_them():
+    rng = random.Random(3)
+    metrics = RunMetrics(TIERS)
+    records = []
+    t = 0.0
+    for agent in range(3000):  # arrival order with ends out of order by up to 3 s
+        t += rng.random() * 0.05
+        r = random_record(rng, t - rng.random() * 3.0, agent)
+        metrics.add(r)
+        records.append(r)
+    for t_from, t_to in ((10.0, 30.0), (0.0, 200.0), (40.5, 41.0), (-5.0, 2.0), (80.0, 70.0)):
+        want = [i for i, r in enumerate(records) if t_from <= r.t_send < t_to]
+        assert metrics.sent_between(t_from, t_to) == want
+        expected = 0.0
+        for r in records:  # each request's tokens spread evenly between its first and last token
+            if r.t_first is None or r.t_last is None or r.t_last <= r.t_first:
+                at = r.t_end if r.t_last is None else r.t_last
+                expected += r.output_tokens if t_from <= at < t_to else 0.0
+            else:
+                a, b = max(r.t_first, t_from), min(r.t_last, t_to)
+                expected += r.output_tokens * (b - a) / (r.t_last - r.t_first) if b > a else 0.0
+        assert abs(metrics.tokens_arrived(t_from, t_to) - expected) < 1e-6
+    assert metrics.first_ended_from(50.0) > 0  # the scan really skips the run's beginning

@@ -11,6 +11,7 @@ counted where they *arrived* (a request's tokens spread evenly between its first
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from array import array
@@ -42,6 +43,9 @@ class RunMetrics:
         self.window_s = window_s
         self.t_send = array("d")
         self.t_end = array("d")
+        # max(t_end) over the records so far, per record: nondecreasing and >= each record's own
+        # t_end, so every record that ended at or after t lies at or after bisect_left(end_bound, t)
+        self.end_bound = array("d")
         self.speed = array("d")
         self.ttft = array("d")
         self.ok = array("b")
@@ -89,6 +93,7 @@ class RunMetrics:
         ttft = request_ttft(record)
         self.t_send.append(record.t_send)
         self.t_end.append(record.t_end)
+        self.end_bound.append(max(record.t_end, self.end_bound[-1]) if self.end_bound else record.t_end)
         self.speed.append(speed)
         self.ttft.append(ttft)
         self.ok.append(1 if record.ok else 0)
@@ -249,9 +254,16 @@ class RunMetrics:
         return self._conc_area / self._conc_time if self._conc_time > 0 else 0.0
 
     # -- whole run / phase ----------------------------------------------------------------------
+    def first_ended_from(self, t: float) -> int:
+        """The index from which on every record that ended at or after ``t`` lies (those before it
+        all ended earlier): a window's scan starts here, not at the run's first record."""
+        return bisect.bisect_left(self.end_bound, t)
+
     def sent_between(self, t_from: float, t_to: float) -> list[int]:
-        """Indices of finished requests sent in [t_from, t_to)."""
-        return [i for i, t in enumerate(self.t_send) if t_from <= t < t_to]
+        """Indices of finished requests sent in [t_from, t_to) (a request ends after it is sent, so
+        only records from ``first_ended_from(t_from)`` on can qualify)."""
+        t_send = self.t_send
+        return [i for i in range(self.first_ended_from(t_from), len(t_send)) if t_from <= t_send[i] < t_to]
 
     def request_set(self, t_from: float, t_to: float, in_flight: Sequence[tuple[float, float | None]] = (),
                     now: float | None = None) -> RequestSet:
@@ -268,7 +280,9 @@ class RunMetrics:
         spread evenly between its first and last token (what the server generated in the window,
         less the part of requests still running at its end)."""
         total = 0.0
-        for i, t_end in enumerate(self.t_end):
+        t_ends = self.t_end
+        for i in range(self.first_ended_from(t_from), len(t_ends)):
+            t_end = t_ends[i]
             if t_end < t_from:
                 continue
             tokens = self.output_tokens_col[i]
@@ -278,12 +292,10 @@ class RunMetrics:
 
     def mark_tokens_from(self, t0: float) -> None:
         """Count tokens arriving after ``t0`` incrementally from now on (for live tokens/J, which must
-        not rescan the log every frame); the records already in are scanned back to ~t0 once."""
+        not rescan the log every frame); the records already in that ended after t0 are counted once."""
         total = 0.0
-        for i in range(len(self.t_end) - 1, -1, -1):
+        for i in range(self.first_ended_from(t0), len(self.t_end)):
             t_end = self.t_end[i]
-            if t_end < t0 - 30.0:  # records arrive in completion order (worker batches within ~1 s)
-                break
             if t_end >= t0 and self.output_tokens_col[i]:
                 total += _arrived(self.output_tokens_col[i], self.t_first[i], self.t_last[i], t_end, t0, math.inf)
         self._mark_t, self._mark_tokens = t0, total
