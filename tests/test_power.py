@@ -189,9 +189,9 @@ async def test_summary_tokens_are_the_tokens_that_arrived_in_the_window_close_to
     samples: list[tuple[float, int]] = []
     tick = session.tick
 
-    def counting_tick(now: float) -> None:  # the server's own generation counter at every frame tick
+    def counting_tick(now: float) -> None:  # the twin counts each token as generated (SGLang counts at finish)
         tick(now)
-        samples.append((now, twin.cluster.stats.generation_tokens_total))
+        samples.append((now, twin.cluster.stats.decoded_tokens_total))
 
     session.tick = counting_tick  # type: ignore[method-assign]
     task = asyncio.create_task(session.run())
