@@ -221,3 +221,27 @@ async def test_server_chatter_stays_out_of_the_log_until_asked_for():
         await pilot.pause()
         text = "\n".join(line.text for line in log.lines)
         assert text.count("Decode batch") == 38 and "events + server lines" in str(log.border_title)
+
+
+async def test_the_agent_table_repaints_the_lines_whose_agent_changed_and_only_those():
+    import dataclasses
+
+    app = AgentPerfApp(NullController())
+    async with app.run_test(size=(200, 50)) as pilot:
+        first = make_frame(40)
+        app.apply_frame(first)
+        await pilot.pause()
+        table = app.query_one(AgentTable)
+        repainted: list[int] = []
+        table.refresh_line = lambda index: repainted.append(index)  # type: ignore[method-assign]
+        rows = first.agents
+        ttft = list(rows.last_ttft_s)
+        ttft[5] = 77.77  # agent 5's last TTFT changed; nothing else did
+        app.apply_frame(dataclasses.replace(first, seq=2, agents=dataclasses.replace(rows, last_ttft_s=tuple(ttft))))
+        await pilot.pause()
+        assert repainted == [table.order.index(5)]
+        del table.refresh_line  # the real repaint: the new value reaches the screen
+        ttft[6] = 66.66
+        app.apply_frame(dataclasses.replace(first, seq=3, agents=dataclasses.replace(rows, last_ttft_s=tuple(ttft))))
+        await pilot.pause()
+        assert "66.66" in app.export_screenshot() and "77.77" in app.export_screenshot()
