@@ -106,3 +106,5 @@ def test_windows_over_the_detail_log_start_at_the_first_record_that_can_be_in_th
                 expected += r.output_tokens * (b - a) / (r.t_last - r.t_first) if b > a else 0.0
         assert abs(metrics.tokens_arrived(t_from, t_to) - expected) < 1e-6
     assert metrics.first_ended_from(50.0) > 0  # the scan really skips the run's beginning
+    for now in (20.0, 55.5, 90.0):  # the live tokens/s: the tokens that arrived in its 10 s
+        assert abs(metrics.output_tokens_per_s(now) - metrics.tokens_arrived(now - 10.0, now) / 10.0) < 1e-9

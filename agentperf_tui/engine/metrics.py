@@ -32,7 +32,6 @@ from agentperf_tui.engine.slo import Tier, percentile
 
 HISTORY_POINTS = 240
 DISPATCH_EVERY_S = 0.25  # the dispatch-delay p99 is re-sorted at most this often (s of sends)
-ARRIVAL_SLACK_S = 5.0  # records reach the main process at most this late after their end (workers: ~0.1 s)
 
 
 class RunMetrics:
@@ -181,15 +180,13 @@ class RunMetrics:
         """Tokens of finished requests that arrived in the last ``span_s`` (each spread over its stream)."""
         self._trim(now)
         horizon = now - span_s
-        # the window is in arrival order, which is t_end order but for a worker's batching (0.1 s) and
-        # a slow shard's poll: read back from the newest until well past the horizon, not the whole window
-        stop_at = horizon - ARRIVAL_SLACK_S
+        # from the first record that can have ended in the span (exact whatever the arrival order)
         tokens = 0.0
-        for w in reversed(self._window):
-            if w[0] < stop_at:
-                break
-            if w[0] >= horizon:
-                tokens += _arrived(w[4], w[5], w[6], w[0], horizon, now)
+        t_ends, counts, firsts, lasts = self.t_end, self.output_tokens_col, self.t_first, self.t_last
+        for i in range(self.first_ended_from(horizon), len(t_ends)):
+            t_end = t_ends[i]
+            if t_end >= horizon:
+                tokens += _arrived(counts[i], firsts[i], lasts[i], t_end, horizon, now)
         return tokens / span_s
 
     def record_history(self, shares: Sequence[float], contexts: Sequence[int]) -> None:
