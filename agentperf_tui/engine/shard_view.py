@@ -62,7 +62,7 @@ class ShardView:
         self.on_event = on_event
         self.agents: dict[int, RemoteAgent] = {}
         self.active_count = 0  # agents started and not retiring, as of the last snapshot
-        self.in_work_count = 0  # agents in a request, as of the last snapshot
+        self.in_work_count = 0  # agents in a request or in tool time, as of the last snapshot
         self.version = 0  # bumped whenever ``agents`` changes
         self._last_records: dict[int, RequestRecord] = {}
         self.target = 0
