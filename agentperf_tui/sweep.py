@@ -341,7 +341,7 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         cells = []
         for lab in labels:
             cell = r["held"].get(lab)
-            cells.append(f"{cell['agents']} ({_mw(cell['agents_per_mw'])})" if cell else "0")
+            cells.append(f"{cell['agents']} ({_mw(cell['agents_per_mw'])})" if cell else "none held")
         lines.append(f"| {r['speed']} | " + " | ".join(cells) + f" | {', '.join(r['best']) or '-'} |")
     return "\n".join(lines) + "\n"
 

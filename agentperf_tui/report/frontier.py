@@ -108,7 +108,7 @@ def frontier_chart(title: str, rows: list[dict[str, Any]], labels: list[str], wi
     for i in range(6):
         xv, yv = x_max * i / 5, y_max * i / 5
         out.append(f'<text x="{px(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
-        out.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>')
+        out.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:,g}</text>')
         out.append(f'<line x1="{left}" y1="{py(yv):.1f}" x2="{left + pw}" y2="{py(yv):.1f}" stroke="#ddd"/>')
     out.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">required per-agent output speed '
                '(P25, tok/s)</text>')
