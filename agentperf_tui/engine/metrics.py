@@ -4,9 +4,10 @@ Records are kept column-wise in compact arrays (a run of hours at thousands of a
 tens of MB). The live window (the last ``window_s`` of requests sent) is kept up to date as
 records come in and leave it: its speeds and TTFTs in sorted lists (sortedcontainers), each
 tier's count of requests meeting both targets, its failures; so a frame judges it without
-re-sorting tens of thousands of requests (``judge_sorted``, the same verdicts as ``judge``). Every window (the live one, a search phase, a run's steady window) is the set of
-requests *sent* in it, finished or still in flight, judged by engine/judge.py; tokens are
-counted where they *arrived* (a request's tokens spread evenly between its first and last token).
+re-sorting tens of thousands of requests (``judge_sorted``, the same verdicts as ``judge``).
+Every window (the live one, a search phase, a run's steady window) is the set of requests
+*sent* in it, finished or still in flight, judged by engine/judge.py; tokens are counted where
+they *arrived* (a request's tokens spread evenly between its first and last token).
 """
 
 from __future__ import annotations
@@ -62,9 +63,6 @@ class RunMetrics:
         self.completed = 0
         self.failed = 0
         self.output_tokens = 0
-        # recent records (t_end, t_send, speed, ttft, tokens, t_first, t_last): every request sent in the last
-        # window_s has t_end >= t_send, so trimming on t_end keeps all of them
-        self._window: deque[tuple[float, float, float, float, int, float, float]] = deque()
         self._last_prompt: dict[int, tuple[str, int, int]] = {}
         self._growth: deque[int] = deque(maxlen=2000)
         self.context_history_mean: deque[float] = deque(maxlen=HISTORY_POINTS)
@@ -116,9 +114,6 @@ class RunMetrics:
         if self._mark_t is not None and record.t_end >= self._mark_t and record.output_tokens:
             self._mark_tokens += _arrived(record.output_tokens, self.t_first[-1], self.t_last[-1], record.t_end,
                                           self._mark_t, math.inf)
-        self._window.append((record.t_end, record.t_send, speed, ttft, record.output_tokens,
-                             math.nan if record.t_first is None else record.t_first,
-                             math.nan if record.t_last is None else record.t_last))
         self._dispatch.append((record.t_send, record.dispatch_delay_s))
         if record.t_send >= self._live_horizon:
             good = 0
@@ -139,19 +134,12 @@ class RunMetrics:
             self._growth.append(record.prompt_tokens - last[2])
         self._last_prompt[record.agent_id] = (record.trajectory_id, record.turn_index, record.prompt_tokens)
 
-    def _trim(self, now: float) -> None:
-        horizon = now - self.window_s
-        window = self._window
-        while window and window[0][0] < horizon:
-            window.popleft()
-
     # -- live window ---------------------------------------------------------------------------
     def live_verdicts(self, now: float, in_flight: Sequence[tuple[float, float | None]] = ()
                       ) -> tuple[tuple[TierVerdict, ...], tuple[float, ...]]:
         """Every tier judged over the requests sent in the last ``window_s`` (in flight included,
         ``in_flight`` = (sent, first token) of each running request), and each tier's compliance
         share (finished requests meeting both targets, undefined speeds counting as meeting speed)."""
-        self._trim(now)
         t_from = now - self.window_s
         self._expire_live(t_from)
         running = tuple(_censored(t_send, t_first, now) for t_send, t_first in in_flight if t_send >= t_from)
@@ -178,7 +166,6 @@ class RunMetrics:
 
     def output_tokens_per_s(self, now: float, span_s: float = 10.0) -> float:
         """Tokens of finished requests that arrived in the last ``span_s`` (each spread over its stream)."""
-        self._trim(now)
         horizon = now - span_s
         # from the first record that can have ended in the span (exact whatever the arrival order)
         tokens = 0.0
