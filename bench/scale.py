@@ -76,14 +76,14 @@ def pin(pid: int, cpu: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # 1. agents per client core
 # ---------------------------------------------------------------------------------------------
-class PacedServer:
-    """bench/loadgen.py's server with tier-1 pacing: 1 s to the first token, then 20 ms a token."""
+class StreamServer:
+    """A loopback stream server in its own process: ``serve(port, *args, ready)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, serve, *args) -> None:  # type: ignore[no-untyped-def]
         self.port = stream_bench.free_port()
         ctx = mp.get_context("spawn")
         ready = ctx.Event()
-        self.process = ctx.Process(target=serve_paced, args=(self.port, ready), daemon=True)
+        self.process = ctx.Process(target=serve, args=(self.port, *args, ready), daemon=True)
         self.process.start()
         ready.wait(10)
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -94,6 +94,7 @@ class PacedServer:
 
 
 def serve_paced(port: int, ready) -> None:  # type: ignore[no-untyped-def]
+    """bench/loadgen.py's server with tier-1 pacing: 1 s to the first token, then 20 ms a token."""
     pin(0, OTHER_CPU)
 
     class FirstTokenDelay(stream_bench.StreamProtocol):
@@ -165,7 +166,7 @@ async def client_validity(base_url: str, agents: int, seconds: float) -> dict:
 
 def agents_per_core(seconds: float, sizes: list[int]) -> tuple[int, list[dict]]:
     """Double the agent count until the client is invalid, then try the midpoint once."""
-    server = PacedServer()
+    server = StreamServer(serve_paced)
     rows = []
     best, failed_at = 0, None
 
@@ -352,13 +353,8 @@ def main() -> None:
               f"({row['per_1k']:.3f} per 1k), {row['records_per_s']:.0f} records/s, "
               f"{row['frames_per_s']:.1f} frames/s", file=sys.stderr, flush=True)
 
-    ctx = mp.get_context("spawn")  # the flat-out (0 ms) stream server for the lost-throughput runs
-    ready = ctx.Event()
-    port = stream_bench.free_port()
-    stream_server = ctx.Process(target=stream_bench.serve, args=(port, 0.0, ready), daemon=True)
-    stream_server.start()
-    ready.wait(10)
-    url = f"http://127.0.0.1:{port}"
+    stream_server = StreamServer(stream_bench.serve, 0.0)  # flat out (0 ms), for the lost-throughput runs
+    url = stream_server.base_url
     runs: dict[str, list[float]] = {"bare": [], "record": [], "ui": []}
     try:
         for _ in range(repeats):
@@ -367,8 +363,7 @@ def main() -> None:
                 print(f"  lost throughput: {mode}: {runs[mode][-1]:,.0f} tok/s in-process", file=sys.stderr,
                       flush=True)
     finally:
-        stream_server.terminate()
-        stream_server.join(5)
+        stream_server.close()
 
     print(f"{'agents':>7} {'cpu%':>6} {'lag ms':>7} {'disp p99':>9} {'held':>6} {'valid':>6}   (agents per client core)")
     for r in core_rows:
