@@ -18,7 +18,7 @@ from agentperf_tui.engine.frame_builder import build_frame
 from agentperf_tui.engine.frames import Frame
 from agentperf_tui.engine.session import RunOptions, ServerHandle, Session
 from agentperf_tui.engine.slo import AA_DSV4_PRO_TIERS
-from agentperf_tui.engine.worker_process import _agent_row
+from agentperf_tui.engine.worker_process import AGENT_FIELDS, _agent_row
 from agentperf_tui.engine.workers import RemoteAgent
 from agentperf_tui.headless import progress_line
 from agentperf_tui.tui.app import AgentPerfApp
@@ -59,6 +59,9 @@ def test_state_since_follows_the_request_and_survives_the_worker_snapshot():
     remote = RemoteAgent(_agent_row(s))  # what a worker process reports to the main process
     assert remote.live_state == "decode" and remote.state_since == 101.0 and remote.last_progress == 103.0
     assert remote.in_flight == (100.0, 101.0)
+    # the row's layout is AGENT_FIELDS on both sides (ray_shards moves its times by that layout too)
+    assert _agent_row(s) == [getattr(s, name) for name in AGENT_FIELDS]
+    assert [getattr(remote, name) for name in AGENT_FIELDS] == _agent_row(s)
     s.current = None
     s.state = "tool"
     assert s.state_since == s.changed_at >= created and s.last_progress is None

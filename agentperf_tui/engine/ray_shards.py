@@ -51,14 +51,15 @@ except ImportError as exc:  # an optional extra
 
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.engine.shard_view import ShardView, WorkerHealth
-from agentperf_tui.engine.worker_process import RECORD_FIELDS, TICK_S, WorkerCore
+from agentperf_tui.engine.worker_process import AGENT_FIELDS, RECORD_FIELDS, TICK_S, WorkerCore
 
 CALL_WAIT_S = 0.5  # ray.wait slices: close() never waits long behind a call to a silent actor
 CLOCK_KEEP_S = 30.0  # the best clock sample gives way to newer ones after this (drift, route changes)
 STOP_CALL_S = 10.0  # the actor's own stop (agents cancelled, last records) before we give up on it
 TRUST_SAME_HOST_CLOCK = True  # offset 0 for an actor on this process's own Ray node (tests turn it off)
 _RECORD_TIMES = tuple(RECORD_FIELDS.index(name) for name in ("t_send", "t_first", "t_last", "t_end"))
-_AGENT_IN_FLIGHT, _AGENT_TIMES = 13, (15, 16)  # in worker_process._agent_row: in_flight, state_since, last_progress
+_AGENT_IN_FLIGHT = AGENT_FIELDS.index("in_flight")
+_AGENT_TIMES = tuple(AGENT_FIELDS.index(name) for name in ("state_since", "last_progress"))
 
 _connect_lock = threading.Lock()
 

@@ -54,7 +54,13 @@ class WorkerSpec:
     extra_body: dict[str, Any] = field(default_factory=dict)
 
 
-def _agent_row(a: Any) -> list[Any]:
+#: an agent's row in a snapshot, in order (``_agent_row``; ``shard_view.RemoteAgent.update`` reads it back)
+AGENT_FIELDS = ("agent_id", "live_state", "trajectory_id", "turn_index", "turn_count", "context_tokens",
+                "last_ttft_s", "last_tps", "rolling_tps", "failures", "in_work", "started", "retiring", "in_flight",
+                "streamed_tokens", "state_since", "last_progress")
+
+
+def _agent_row(a: Any) -> list[Any]:  # AGENT_FIELDS, written out: it runs for every agent 4 times a second
     return [a.agent_id, a.live_state, a.trajectory_id, a.turn_index, a.turn_count, a.context_tokens,
             a.last_ttft_s, a.last_tps, a.rolling_tps, a.failures, a.in_work, a.started, a.retiring, a.in_flight,
             a.streamed_tokens, a.state_since, a.last_progress]
