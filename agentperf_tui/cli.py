@@ -55,6 +55,10 @@ def _attach_arguments(p: argparse.ArgumentParser, with_url: bool = True) -> None
                         "launches)")
 
 
+RAY_HELP = ("run the worker shards as Ray actors over a Ray cluster's hosts (host:port of `ray start --head`, "
+            "'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
+
+
 def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None:
     """The arguments of ``run`` (and ``attach``, whose URL comes first)."""
     if profile_help:
@@ -85,9 +89,7 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
                      help="agents join their first trajectory at a random turn (skip the short-context start)")
     run.add_argument("--workers", type=int, default=None,
                      help="agent worker processes (default: automatic from the target and loop lag; 0 = in-process)")
-    run.add_argument("--ray", metavar="ADDRESS", default=None,
-                     help="run the worker shards as Ray actors over a Ray cluster's hosts (host:port of "
-                          "`ray start --head`, 'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
+    run.add_argument("--ray", metavar="ADDRESS", default=None, help=RAY_HELP)
 
     run.add_argument("--no-record", action="store_true", help="do not record the session")
     run.add_argument("--record-dir", type=Path, default=None,
@@ -157,9 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "steady-state contexts (quick estimates; AA's own runs start at turn 1)")
     search.add_argument("--workers", type=int, default=None,
                         help="agent worker processes (default: automatic; 0 = in-process)")
-    search.add_argument("--ray", metavar="ADDRESS", default=None,
-                        help="run the worker shards as Ray actors over a Ray cluster's hosts (host:port of "
-                             "`ray start --head`, 'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
+    search.add_argument("--ray", metavar="ADDRESS", default=None, help=RAY_HELP)
     search.add_argument("--no-record", action="store_true", help="do not record the session")
     search.add_argument("--record-dir", type=Path, default=None,
                         help="where sessions are recorded (default ./recordings)")
