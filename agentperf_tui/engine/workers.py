@@ -239,7 +239,7 @@ class ShardedLoad:
         shard's snapshot or the in-process agents changed since the last call."""
         if not self.shards:
             return self.local.agents
-        key = (len(self.local.agents), self.local.agents_version, tuple(s.version for s in self.shards))
+        key = (self.local.agents_version, tuple(s.version for s in self.shards))
         if key != self._merged_key:
             merged: dict[int, Any] = dict(self.local.agents)
             for shard in self.shards:
