@@ -131,3 +131,55 @@ def test_player_paces_pauses_and_seeks(tmp_path: Path):
         time.sleep(0.05)
     assert seen == list(range(1, 41))
     assert threading.active_count() >= 1
+
+
+def recorded_at(directory: Path, frames: list, step_s: float) -> SessionRecorder:
+    """Frames recorded step_s apart on the recorder's clock (a fake one: no sleeping)."""
+    now = [0.0]
+    rec = SessionRecorder(directory, {"profile": "p"}, clock=lambda: now[0])
+    for frame in frames:
+        rec.on_frame(frame)
+        now[0] += step_s
+    rec.close()
+    return rec
+
+
+def test_agent_rows_are_thinned_by_volume_and_every_frame_reads_back_with_rows(tmp_path: Path):
+    from dataclasses import replace
+
+    from agentperf_tui.record.writer import agent_rows_period
+
+    assert agent_rows_period(1000) == 0.0 and agent_rows_period(5000) == 1.25 and agent_rows_period(20000) == 5.0
+    base = make_frame(agents=5000)
+    # each frame its own rows (a new object whose first agent's turn is the frame's seq)
+    frames = [replace(base, seq=i, elapsed_s=i * 0.25, agents=replace(base.agents, turns=(i,) + base.agents.turns[1:]))
+              for i in range(20)]
+    directory = new_session_dir(tmp_path, "p")
+    recorded_at(directory, frames, 0.25)
+    reader = SessionReader(directory)
+    raw = [d for k, _t, d in reader.entries() if k == "frame"]
+    written = [d["seq"] for d in raw if not d.get("agents_kept")]
+    assert written == [0, 5, 10, 15]  # rows at t = 0, 1.25, 2.5, 3.75 s: one frame in five
+    assert all(d["agents_refresh_s"] == 1.25 for d in raw if d.get("agents_kept"))
+    got = [f for _t, f in reader.frames()]
+    assert [f.seq for f in got] == list(range(20))
+    assert [f.agents.turns[0] for f in got] == [i - i % 5 for i in range(20)]  # the last rows written
+    assert all(len(f.agents) == 5000 for f in got)
+    # a seek that lands between row frames still shows rows: those written before it
+    seeked = [f for _t, f in reader.frames(from_t=2.0)]
+    assert seeked[0].seq == 8 and seeked[0].agents.turns[0] == 5 and len(seeked[0].agents) == 5000
+    # each chunk holds at most one second of recorded time
+    assert all(c.t_last - c.t_first < 1.0 for c in reader.chunks)
+
+
+def test_small_sessions_keep_every_frames_rows_and_identical_rows_are_written_once(tmp_path: Path):
+    from dataclasses import replace
+
+    base = make_frame(agents=50)
+    fresh = [replace(base, seq=i, agents=replace(base.agents)) for i in range(4)]
+    same = [replace(base, seq=10 + i) for i in range(3)]  # one rows object shared by three frames
+    directory = new_session_dir(tmp_path, "p")
+    recorded_at(directory, fresh + same, 0.25)
+    raw = [d for k, _t, d in SessionReader(directory).entries() if k == "frame"]
+    assert [bool(d.get("agents_kept")) for d in raw] == [False] * 5 + [True, True]
+    assert all(f.agents == base.agents for _t, f in SessionReader(directory).frames())

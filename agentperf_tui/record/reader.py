@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import zstandard
 
-from agentperf_tui.engine.frames import Frame
+from agentperf_tui.engine.frames import AgentRows, Frame
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.record.format import (
     CHUNK_HEADER,
@@ -30,6 +30,10 @@ from agentperf_tui.record.format import (
     decode_payload,
 )
 from agentperf_tui.record.writer import SESSION_FILE
+
+#: chunks searched back for a seek's agent rows: rows are written at least every 5 s up to 20,000
+#: agents (writer.agent_rows_period) and a chunk holds up to 1 s, so 30 covers 120,000 agents
+ROWS_LOOKBACK_CHUNKS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +142,30 @@ class SessionReader:
                     yield kind, t, data
 
     def frames(self, from_t: float = 0.0) -> Iterator[tuple[float, Frame]]:
+        """Frames with t >= from_t, each with its Agents-table rows: a frame the recorder wrote
+        without them (``agents_kept``, record/writer.py) gets the last rows written before it,
+        looked up in earlier chunks when from_t lands after them (a seek)."""
+        rows = self._rows_before(from_t)
         for kind, t, data in self.entries(from_t):
             if kind == KIND_FRAME:
-                yield t, Frame.from_dict(data)
+                frame = Frame.from_dict(data)
+                if data.get("agents_kept"):
+                    if rows is not None:
+                        frame = replace(frame, agents=rows)
+                else:
+                    rows = frame.agents
+                yield t, frame
+
+    def _rows_before(self, from_t: float) -> AgentRows | None:
+        """The agent rows of the last frame written with rows before ``from_t`` (None: none)."""
+        if from_t <= 0.0:
+            return None
+        end = bisect.bisect_left([c.t_last for c in self.chunks], from_t)
+        for chunk in reversed(self.chunks[:end + 1][-ROWS_LOOKBACK_CHUNKS:]):
+            for kind, t, data in reversed(self._load(chunk)):
+                if kind == KIND_FRAME and t < from_t and not data.get("agents_kept"):
+                    return Frame.from_dict(data).agents
+        return None
 
     def records_and_phases(self) -> tuple[list[RequestRecord], list[dict[str, Any]]]:
         """Every request record and every search phase of the session, in recorded order."""

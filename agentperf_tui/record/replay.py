@@ -144,16 +144,13 @@ class ReplayPlayer:
         while not self._stop.is_set():
             seeking = False
             prev: tuple[float, float] | None = None  # (recorded t, wall time) of the last frame shown
-            for kind, t, data in self.reader.entries(start_at):
-                if kind != KIND_FRAME:
-                    continue
+            for t, frame in self.reader.frames(start_at):
                 if not self._wait_due(t, prev):
                     if self._seek_to is None:
                         return  # stopped
                     seeking = True
                     break
                 self.position_s = t
-                frame = Frame.from_dict(data)
                 for sink in self.sinks:
                     sink(frame)
                 prev = (t, time.monotonic())
