@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from agentperf_tui import __version__
+from agentperf_tui.tui.pacing import DEFAULT_UI_BUDGET
 
 DEFAULT_PROFILE = "twin-h200"
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -55,6 +56,22 @@ def _attach_arguments(p: argparse.ArgumentParser, with_url: bool = True) -> None
                         "launches)")
 
 
+UI_BUDGET_HELP = ("the dashboard's CPU budget in %% of one core (default %(default)s): while repainting at --fps "
+                  "would cost more, it repaints less often and its header says so; a key press repaints at "
+                  "--fps for 3 s; 0 = always --fps. Frames, recordings and headless output are not affected")
+
+
+def percent_of_core(text: str) -> float:
+    """``--ui-budget 3`` -> 0.03 (a share of one core)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (percent of one core)") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 to 100 (percent of one core)")
+    return value / 100.0
+
+
 RAY_HELP = ("run the worker shards as Ray actors over a Ray cluster's hosts (host:port of `ray start --head`, "
             "'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
 
@@ -79,6 +96,8 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
     run.add_argument("--json", action="store_true", help="headless: JSONL progress, summary as the last line")
     run.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
     run.add_argument("--fps", type=float, default=None, help="frames per second (default: the profile's, 4)")
+    run.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
+                     help=UI_BUDGET_HELP)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--policy", choices=("exact", "free"), default=None)
     run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
@@ -136,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
                         help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
     search.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
+    search.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
+                     help=UI_BUDGET_HELP)
     search.add_argument("--json", action="store_true", help="JSONL progress and events; the report is the last line")
     search.add_argument("--mode", choices=("quick", "certify"), default="quick",
                         help="quick: an estimate in minutes; certify: AA's rules, hours (see above)")
@@ -173,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="headless: JSONL frames, the summary last")
     replay.add_argument("--follow", action="store_true", help="keep up with a session still being written")
     replay.add_argument("--speed", type=float, default=1.0, help="0.5 .. 16; 0 = as fast as possible")
+    replay.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
+                     help=UI_BUDGET_HELP)
 
     attach_ui = sub.add_parser(
         "attach-ui", help="watch a run being recorded (e.g. one started with --detach): the dashboard at its "
@@ -424,7 +447,7 @@ def _run_dashboard(profile: Any, options: Any, args: argparse.Namespace, search_
     session.search_settings = search_settings
     exporter = _attach_sinks(session, recorder, args)
     app = AgentPerfApp(session, title=f"agentperf-tui - {profile.name}", fps=options.frame_hz,
-                       search_available=True, handle_signals=True)
+                       search_available=True, handle_signals=True, ui_budget=args.ui_budget)
     session.sinks.append(app.frame_sink)
     engine = SessionThread(session)
     engine.start()
@@ -569,7 +592,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agentperf_tui.tui.app import AgentPerfApp
 
     player = ReplayPlayer(reader, speed=args.speed, follow=args.follow)
-    app = AgentPerfApp(player, title=f"agentperf-tui replay - {reader.header.get('profile', '')}", replay=True)
+    app = AgentPerfApp(player, title=f"agentperf-tui replay - {reader.header.get('profile', '')}", replay=True,
+                       ui_budget=args.ui_budget)
     player.sinks.append(app.frame_sink)
     player.start()
     try:

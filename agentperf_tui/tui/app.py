@@ -3,7 +3,8 @@
 The app never measures anything: a live Session (on its own thread) or a ReplayPlayer calls
 ``frame_sink`` from its thread; frames arrive as ``FrameArrived`` messages that replace older
 pending ones, and ``apply_frame`` updates every panel inside one batch. ``--fps`` caps how often
-panels refresh; the latest frame always wins.
+panels refresh, and ``--ui-budget`` stretches that interval while repaints would take more of a
+core than the budget (tui/pacing.py; the header says so); the latest frame always wins.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 from collections import deque
 from typing import Any
 
@@ -28,6 +28,7 @@ from agentperf_tui.engine.frames import Frame
 from agentperf_tui.tui import format as fmt
 from agentperf_tui.tui.help import ConfirmQuit, HelpScreen
 from agentperf_tui.tui.messages import FrameArrived
+from agentperf_tui.tui.pacing import DisplayPacer
 from agentperf_tui.tui.panels.agents import AgentsHeader, AgentTable
 from agentperf_tui.tui.panels.context import ContextPanel
 from agentperf_tui.tui.panels.power import PowerPanel
@@ -96,18 +97,19 @@ class AgentPerfApp(App[int]):
     ]
 
     def __init__(self, controller: Any, *, title: str = "agentperf-tui", fps: float = 4.0,
-                 search_available: bool = False, replay: bool = False, handle_signals: bool = False):
+                 search_available: bool = False, replay: bool = False, handle_signals: bool = False,
+                 ui_budget: float = 0.0):
         super().__init__()
         self.handle_signals = handle_signals
         self._signalled = False
         self.controller = controller
         self.title_text = title
         self.fps = max(0.5, fps)
+        self.pacer = DisplayPacer(self.fps, ui_budget)  # created here; measures the thread that runs the app
         self.search_available = search_available
         self.replay = replay
         self.frame: Frame | None = None
         self.frames_applied = 0
-        self._last_apply = 0.0
         self._pending: Frame | None = None
         self._maximized: str | None = None
         self._log_pending: list[str] = []
@@ -165,11 +167,17 @@ class AgentPerfApp(App[int]):
         self.post_message(FrameArrived(frame))
 
     def on_frame_arrived(self, message: FrameArrived) -> None:
-        now = time.monotonic()
-        if now - self._last_apply < 1.0 / self.fps:
+        if not self.pacer.due():
             self._pending = message.frame  # capped: keep the latest, apply on the next tick
             return
         self.apply_frame(message.frame)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.pacer.boost()  # what the operator just did shows at --fps
+            if self._pending is not None:
+                self.call_later(self._flush_pending)
+        await super().on_event(event)
 
     def _refresh_header(self) -> None:
         frame = getattr(self, "frame", None)
@@ -177,13 +185,14 @@ class AgentPerfApp(App[int]):
             fmt.update_if_changed(self.query_one("#header", Static), self._header_text(frame))
 
     def _flush_pending(self) -> None:
-        if self._pending is not None:
+        self.pacer.tick()
+        if self._pending is not None and self.pacer.due():
             frame, self._pending = self._pending, None
             self.apply_frame(frame)
 
     def apply_frame(self, frame: Frame) -> None:
         """Update every panel from one frame, inside one batch."""
-        self._last_apply = time.monotonic()
+        self.pacer.applied()
         self.frame = frame
         self.frames_applied += 1
         with self.batch_update():
@@ -250,6 +259,8 @@ class AgentPerfApp(App[int]):
                      f"recording {frame.recording}" if frame.recording else "not recording"]
         if frame.paused:
             parts.append("PAUSED")
+        if self.pacer.paced:
+            parts.append(self.pacer.describe())
         if self.replay:
             player = self.controller
             speed = getattr(player, "speed", 1.0)
