@@ -20,7 +20,9 @@ Three measurements, one run:
    worker processes share a host's cores with the dashboard). Its tokens/s with the Textual
    dashboard attached to the Session (run_test, 200x50, the engine on its thread as in `run`) or
    with the recorder on, against the same run with neither: cost = 1 - with / without, medians
-   over interleaved repeats.
+   over interleaved repeats. The dashboard runs with the product's default ``--ui-budget``
+   (tui/pacing.py), so ui_cost is what a default dashboard costs; ``bench/ui.py`` measures what
+   one repaint costs.
 
     python bench/scale.py --quick     # ~4 min
 Last line: ``agents_per_core=A main_cpu_per_1k=C ui_cost=U record_cost=W frames_per_s_20k=F``
@@ -315,15 +317,20 @@ def lost_throughput_run(mode: str, agents: int, workers: int, stream_url: str, s
 
 
 def run_dashboard(session: Session, seconds: float) -> None:
-    """The real dashboard on this (main) thread for ``seconds``, fed the session's frames."""
+    """The real dashboard on this (main) thread for ``seconds``, fed the session's frames, with the
+    product's default CPU budget (tui/pacing.py); prints the repaint interval it settled at."""
     from agentperf_tui.tui.app import AgentPerfApp
+    from agentperf_tui.tui.pacing import DEFAULT_UI_BUDGET
 
-    app = AgentPerfApp(session, title="bench", fps=4.0, search_available=True)
+    app = AgentPerfApp(session, title="bench", fps=4.0, search_available=True, ui_budget=DEFAULT_UI_BUDGET)
     session.sinks.append(app.frame_sink)
 
     async def drive() -> None:
         async with app.run_test(size=(200, 50)):
             await asyncio.sleep(seconds)
+        share = "-" if app.pacer.share is None else f"{app.pacer.share:.1%}"
+        print(f"  dashboard: {app.frames_applied / seconds:.2f} repaints/s, interval {app.pacer.interval_s:.2f} s, "
+              f"UI thread {share} of a core (budget {DEFAULT_UI_BUDGET:.0%})", file=sys.stderr, flush=True)
 
     try:
         asyncio.run(drive())

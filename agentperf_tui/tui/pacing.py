@@ -14,7 +14,6 @@ output still get every frame; the dashboard always shows the latest one.
 
 from __future__ import annotations
 
-import math
 import time
 
 #: the dashboard's default CPU budget, a share of one core: at 5,000 agents its repaints cost the
@@ -62,7 +61,7 @@ class DisplayPacer:
 
     def tick(self) -> None:
         """Called on the UI thread at least every repaint interval: closes a measuring window and
-        moves the interval toward the one whose CPU share meets the budget (geometric steps)."""
+        sets the interval to the one whose CPU share would meet the budget."""
         if self.budget <= 0:
             return
         now = self._clock()
@@ -72,10 +71,11 @@ class DisplayPacer:
         self.share = max(0.0, cpu - self._window_cpu0) / (now - self._window_t0)
         self._window_t0, self._window_cpu0 = now, cpu
         if self.share > 0:
+            # the interval at which this window's cost per repaint would meet the budget. With a
+            # share of idle + cost / interval the steps shrink geometrically (by idle / budget) onto
+            # cost / (budget - idle), from one side, so a steady cost settles in a window or two
             wanted = self.interval_s * self.share / self.budget
-            # halfway in log space: a steady cost converges in a few windows without overshooting
-            step = math.sqrt(wanted * self.interval_s)
-            self.interval_s = min(MAX_INTERVAL_S, max(self.min_interval_s, step))
+            self.interval_s = min(MAX_INTERVAL_S, max(self.min_interval_s, wanted))
 
     def describe(self) -> str:
         """The header's note while paced, e.g. "display every 1.2 s (UI budget 3 % of a core)"."""
