@@ -15,6 +15,7 @@ when its agent was ready), p50/p99.
 
     python bench/loadgen.py --quick        # every row, 8 s each (~4 min)
     python bench/loadgen.py --quick --uvloop   # both clients on uvloop (pip install uvloop; not a dependency)
+    python bench/loadgen.py --quick --ours-uvloop   # also ours on uvloop vs the same asyncio reference
 Last line: ``ratio=R ratio_10ms=R10 held=H``: R and R10 the medians over the 0 ms and the 10 ms
 rows of ours / reference tokens per client CPU-second, H the worst effective concurrency of
 ours / target. Targets (issue [scale]): R10 >= 0.9, R >= 1.0, H >= 0.98.
@@ -305,6 +306,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--max-streams", type=int, default=4000, help="skip rows with more streams than this")
     parser.add_argument("--uvloop", action="store_true", help="run both clients on uvloop (the server stays on asyncio)")
+    parser.add_argument("--ours-uvloop", action="store_true",
+                        help="in-process rows: also run ours on uvloop, against the same (asyncio) reference")
     args = parser.parse_args()
     run = asyncio.run
     if args.uvloop:
@@ -339,6 +342,11 @@ def main() -> None:
                     where = "in-process"
                 kind = "agentic" if agentic else "1 msg"
                 rows.append((streams, delay_ms, kind, where, ref, ours))
+                if args.ours_uvloop and not workers:
+                    import uvloop
+
+                    ours_uv = uvloop.run(project_client(base, streams, warmup, seconds, agentic))
+                    rows.append((streams, delay_ms, kind, "uvloop", ref, ours_uv))
                 print(f"  done: {streams} streams, {delay_ms} ms, {kind}, ours {where}", file=sys.stderr, flush=True)
         finally:
             server.terminate()
@@ -347,18 +355,23 @@ def main() -> None:
           f"{'ref held':>8} {'disp p50/p99 ms':>16} | {'ours tok/s':>10} {'ours tok/cpu-s':>14} {'ours held':>9} "
           f"{'disp p50/p99 ms':>16} {'ratio':>6}")
     ratios: dict[int, list[float]] = {0: [], 10: []}
+    uv_ratios: dict[int, list[float]] = {0: [], 10: []}
     helds = []
     for streams, delay_ms, kind, where, ref, ours in rows:
         # no request finished in the window (the server could not pace that many streams): no ratio
         ratio = ours["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"] if ref["tokens_per_cpu_s"] else math.nan
         if not math.isnan(ratio):
-            ratios[delay_ms].append(ratio)
-        helds.append(ours["held"])
+            (uv_ratios if where == "uvloop" else ratios)[delay_ms].append(ratio)
+        if where != "uvloop":
+            helds.append(ours["held"])
         print(f"{streams:>7} {delay_ms:>4}ms {kind:>8} {where:>10} | {ref['tokens_per_s']:>10,.0f} "
               f"{ref['tokens_per_cpu_s']:>13,.0f} {ref['held']:>8.3f} "
               f"{ref['dispatch_p50_ms']:>7.2f}/{ref['dispatch_p99_ms']:<8.2f} | "
               f"{ours['tokens_per_s']:>10,.0f} {ours['tokens_per_cpu_s']:>14,.0f} {ours['held']:>9.3f} "
               f"{ours['dispatch_p50_ms']:>7.2f}/{ours['dispatch_p99_ms']:<8.2f} {ratio:>6.2f}")
+    if uv_ratios[10]:
+        print(f"ours on uvloop vs the same reference: ratio={statistics.median(uv_ratios[0]):.2f} "
+              f"ratio_10ms={statistics.median(uv_ratios[10]):.2f}")
     print(f"ratio={statistics.median(ratios[0]):.2f} ratio_10ms={statistics.median(ratios[10]):.2f} "
           f"held={min(helds):.3f}")
 

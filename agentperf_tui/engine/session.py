@@ -316,9 +316,9 @@ class Session:
         worker's snapshot (every 0.25 s) can still show a request whose record (every 0.1 s) is in."""
         if self.loadgen is None:
             return []
-        last_send = self.metrics.last_send
-        return [(a, a.in_flight) for a in self.loadgen.agents.values()
-                if a.in_flight is not None and last_send.get(a.agent_id) != a.in_flight[0]]
+        recorded_send = self.metrics.last_send.get  # once per frame over every agent (20,000 at rack scale)
+        return [(a, running) for a in self.loadgen.agents.values()
+                if (running := a.in_flight) is not None and recorded_send(a.agent_id) != running[0]]
 
     def in_flight_tokens(self, t_from: float, now: float) -> float:
         """Tokens the running requests have streamed that arrived after ``t_from`` (each request's so
