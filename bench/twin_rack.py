@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from twin_streams import free_port, summed_by_name  # noqa: E402
+from twin_streams import free_port, summed_by_name, wait_healthy  # noqa: E402
 
 from agentperf_tui.engine.agent import salted  # noqa: E402
 from agentperf_tui.profile import load_profile  # noqa: E402
@@ -187,14 +187,7 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
-            for _ in range(300):
-                try:
-                    async with session.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(session, base, 60.0)
             async with session.get(base + "/server_info") as r:
                 info = await r.json()
             tokens = (info.get("twin") or {}).get("tokens", "?")

@@ -51,6 +51,20 @@ def summed_by_name(text: str) -> dict[str, float]:
     return out
 
 
+async def wait_healthy(session: aiohttp.ClientSession, base: str, timeout_s: float = 60.0) -> None:
+    """Until the twin answers /health with 200 (it runs SGLang's 1-token generation), or timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(base + "/health") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"the twin at {base} did not become healthy in {timeout_s:.0f} s")
+
+
 async def one_stream(session: aiohttp.ClientSession, url: str, i: int, counts: list[int], stop: asyncio.Event) -> None:
     body = orjson.dumps({"messages": [{"role": "user", "content": f"stream {i} " * 25}], "max_tokens": 30000,
                          "ignore_eos": True, "stream": True})
@@ -74,13 +88,7 @@ async def main_async(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            for _ in range(100):
-                try:
-                    async with session.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.2)
+            await wait_healthy(session, base, 20.0)
             counts = [0] * args.streams
             stop = asyncio.Event()
             tasks = [asyncio.create_task(one_stream(session, base + "/v1/chat/completions", i, counts, stop))
