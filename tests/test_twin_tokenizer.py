@@ -81,3 +81,49 @@ def test_synthetic_workload_token_counts_are_deepseek_v4_tokens() -> None:
         planned = estimate_prompt_tokens(turn.messages, len(orjson.dumps(turn.tools)))
         _, real, _ = prompt_chain(list(turn.messages), turn.tools, REAL)
         assert real == pytest.approx(planned, rel=0.06), (real, planned)
+
+
+@needs_tokenizer
+def test_long_texts_counted_as_head_plus_cached_tail_are_exact() -> None:
+    from agentperf_tui.twin.tokenizer import SPLIT_MIN_CHARS
+    from agentperf_tui.workload.synthetic import generate_synthetic
+
+    counter = PromptTokenCounter("auto")
+    workload = generate_synthetic(12, seed=5)
+    texts = {m["content"] for t in workload.trajectories for turn in t.turns for m in turn.messages
+             if isinstance(m.get("content"), str) and len(m["content"]) >= SPLIT_MIN_CHARS}
+    # and texts whose boundaries fall inside digit runs, punctuation and code
+    texts |= {("x = 12345678 + foo_bar(\"a, b\"); # 9999 " * 200), ("def f(a, b):\n    return a**2 -- b\n" * 150)}
+    assert len(texts) > 20
+    split = 0
+    for text in sorted(texts):
+        for salt in ("", "[session rack-7-3] ", "[session 0a1b2c3d-4e5f-6789-abcd-ef0123456789] "):
+            full = salt + text
+            assert counter.text_tokens(full) == counter._count_plain(full), full[:80]
+            split += bool(counter._head_end(full))
+    assert split > 40  # the split was taken, not skipped
+    # a non-ASCII head is counted whole (pre-token offsets are only used where they are characters)
+    accented = "é" * 600 + " word" * 600
+    assert counter._head_end(accented) == 0 and counter.text_tokens(accented) == counter._count_plain(accented)
+
+
+@needs_tokenizer
+def test_message_counts_cached_per_message_give_the_same_chains() -> None:
+    from agentperf_tui.engine.agent import salted
+    from agentperf_tui.workload.synthetic import generate_synthetic
+
+    workload = generate_synthetic(4, seed=2)
+    warm = PromptTokenCounter("auto")
+    for agent in range(3):
+        for turn in workload.trajectories[agent % 2].turns:
+            messages = salted(turn.messages, f"a{agent}")
+            tools = list(turn.tools) if turn.tools else None
+            fresh = PromptTokenCounter("auto")  # has cached nothing yet
+            assert prompt_chain(messages, tools, warm) == prompt_chain(messages, tools, fresh)
+            # and against counting each message with no cache at all
+            previous, total = None, 0
+            for m in messages:
+                total += fresh.message_tokens(m, previous)
+                previous = m.get("role")
+            assert prompt_chain(messages, tools, warm)[1] == (total + fresh.generation_prompt_tokens(previous)
+                                                              + (fresh.tools_tokens(tools) if tools else 0))

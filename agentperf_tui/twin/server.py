@@ -74,7 +74,8 @@ def prompt_chain(messages: list[Any], tools: Any, counter: PromptTokenCounter | 
                orjson.dumps(message.get("tool_calls")) if message.get("tool_calls") else None,
                message.get("reasoning_content"))
         parent = hash((parent, key))
-        total += counter.message_tokens(message, previous_role)
+        total += (counter.cached_message_tokens(key, message, previous_role) if counter.exact
+                  else counter.message_tokens(message, previous_role))
         previous_role = message.get("role")
         chain.append((parent, total))
         if i < 2:

@@ -14,7 +14,13 @@ it (chat mode):
 
 The text is encoded with the vocabulary's added tokens recognised (the markers are one token each).
 Counts of distinct message bodies are cached: an agent resends its whole history every turn, and
-only the new messages cost an encode. Without the packages the twin falls back to
+only the new messages cost an encode. Two more caches keep a rack's request rate affordable
+(bench/twin_rack.py): a message's count is kept by the message itself and the role before it, so
+a resent history costs a dict lookup per message, not a template render; and a long text is
+counted as a short head plus a cached tail, split at a pre-token boundary of the tokenizer's own
+pre-tokenizer (BPE never merges across one, so the sum is the exact count), so a salted copy of a
+shared prompt (each conversation's ``[session ...]`` namespace before the same system prompt)
+costs an encode of its first ~200 characters, not of its ~8,000 tokens. Without the packages the twin falls back to
 ``agentperf_tui.tokens``' 4-characters estimate and says so (/server_info, Server panel).
 """
 
@@ -40,6 +46,10 @@ from agentperf_tui.tokens import (
 #: counted with the V4 vocabulary: 222 tokens. Only the count is kept here, not the text.
 TOOLS_HEADER_TOKENS = 222
 TURN_END_TOKENS = 2  # <｜Assistant｜></think>
+SPLIT_MIN_CHARS = 2048  # texts this long are counted as head + cached tail
+SPLIT_AFTER_CHARS = 128  # the head ends at the first pre-token boundary from here
+SPLIT_WINDOW_CHARS = 512  # pre-tokenized to find it (boundaries near the window's end are not used)
+MESSAGE_CACHE_MAX = 200_000  # message counts kept (cleared when full)
 
 
 def _vocabulary_path() -> str | None:
@@ -74,9 +84,41 @@ class PromptTokenCounter:
         # read now, before the twin serves: reading holds the GIL for ~0.25 s (encode does not)
         self._tokenizer = _load_tokenizer(self._path) if self._path is not None else None
         self._encode = functools.lru_cache(maxsize=65536)(self._count_text)
+        self._encode_tail = functools.lru_cache(maxsize=16384)(self._count_plain)
+        self._messages: dict[tuple, int] = {}
+
+    def _count_plain(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[union-attr]
 
     def _count_text(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[union-attr]
+        if len(text) >= SPLIT_MIN_CHARS:
+            k = self._head_end(text)
+            if k:
+                return self._count_plain(text[:k]) + self._encode_tail(text[k:])
+        return self._count_plain(text)
+
+    def _head_end(self, text: str) -> int:
+        """A pre-token boundary at or after SPLIT_AFTER_CHARS, from the tokenizer's own pre-tokenizer
+        (0: none usable). Only for an ASCII window, where its offsets are character offsets."""
+        window = text[:SPLIT_WINDOW_CHARS]
+        if not window.isascii():
+            return 0
+        pieces = self._tokenizer.pre_tokenizer.pre_tokenize_str(window)  # type: ignore[union-attr]
+        for _piece, (start, _end) in pieces[:-2]:  # the last ones may continue past the window
+            if start >= SPLIT_AFTER_CHARS:
+                return start
+        return 0
+
+    def cached_message_tokens(self, key: tuple, message: Mapping[str, Any], previous_role: str | None) -> int:
+        """``message_tokens``, kept per (message key, role before it): a resent history is lookups."""
+        slot = (key, previous_role)
+        tokens = self._messages.get(slot)
+        if tokens is None:
+            tokens = self.message_tokens(message, previous_role)
+            if len(self._messages) >= MESSAGE_CACHE_MAX:
+                self._messages.clear()
+            self._messages[slot] = tokens
+        return tokens
 
     def text_tokens(self, text: str) -> int:
         if not text:
