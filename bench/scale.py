@@ -21,8 +21,9 @@ Three measurements, one run:
    dashboard attached to the Session (run_test, 200x50, the engine on its thread as in `run`) or
    with the recorder on, against the same run with neither: cost = 1 - with / without, medians
    over interleaved repeats. The dashboard runs with the product's default ``--ui-budget``
-   (tui/pacing.py), so ui_cost is what a default dashboard costs; ``bench/ui.py`` measures what
-   one repaint costs.
+   (tui/pacing.py), so ui_cost is what a default dashboard costs; it is started and settled
+   (6 s) before the load generator starts, so its start-up is not counted; ``bench/ui.py``
+   measures what one repaint costs.
 
     python bench/scale.py --quick     # ~4 min
 Last line: ``agents_per_core=A main_cpu_per_1k=C ui_cost=U record_cost=W frames_per_s_20k=F``
@@ -302,9 +303,10 @@ def lost_throughput_run(mode: str, agents: int, workers: int, stream_url: str, s
             ctx = mp.get_context("spawn")
             parent, child = ctx.Pipe()
             load = ctx.Process(target=load_generator_process, args=(stream_url, 50, 2.0, seconds, child), daemon=True)
-            load.start()
-            if mode == "ui":
-                run_dashboard(session, seconds + 4.0)
+            if mode == "ui":  # the dashboard is up and settled before the load generator starts
+                run_dashboard(session, load.start, lambda: parent.poll(0))
+            else:
+                load.start()
             if not parent.poll(seconds + 30.0):
                 raise RuntimeError("the load generator process did not report")
             rate = parent.recv()
@@ -316,9 +318,13 @@ def lost_throughput_run(mode: str, agents: int, workers: int, stream_url: str, s
     return rate
 
 
-def run_dashboard(session: Session, seconds: float) -> None:
-    """The real dashboard on this (main) thread for ``seconds``, fed the session's frames, with the
-    product's default CPU budget (tui/pacing.py); prints the repaint interval it settled at."""
+UI_SETTLE_S = 6.0  # the dashboard's start (imports, CSS, first layout) and the pacer's first windows
+
+
+def run_dashboard(session: Session, start_load, load_done) -> None:  # type: ignore[no-untyped-def]
+    """The real dashboard on this (main) thread, fed the session's frames, with the product's default
+    CPU budget (tui/pacing.py): ``start_load()`` once it has run UI_SETTLE_S (its start-up is not
+    what a running dashboard costs), until ``load_done()``; prints the repaint interval it settled at."""
     from agentperf_tui.tui.app import AgentPerfApp
     from agentperf_tui.tui.pacing import DEFAULT_UI_BUDGET
 
@@ -327,9 +333,14 @@ def run_dashboard(session: Session, seconds: float) -> None:
 
     async def drive() -> None:
         async with app.run_test(size=(200, 50)):
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(UI_SETTLE_S)
+            applied, t0 = app.frames_applied, time.monotonic()
+            start_load()
+            while not load_done():
+                await asyncio.sleep(0.25)
+            seconds = time.monotonic() - t0
         share = "-" if app.pacer.share is None else f"{app.pacer.share:.1%}"
-        print(f"  dashboard: {app.frames_applied / seconds:.2f} repaints/s, interval {app.pacer.interval_s:.2f} s, "
+        print(f"  dashboard: {(app.frames_applied - applied) / seconds:.2f} repaints/s, interval {app.pacer.interval_s:.2f} s, "
               f"UI thread {share} of a core (budget {DEFAULT_UI_BUDGET:.0%})", file=sys.stderr, flush=True)
 
     try:
@@ -343,17 +354,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer sizes (~4 min)")
     parser.add_argument("--seconds", type=float, default=20.0, help="each measurement window (s)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the lost-throughput runs")
+    parser.add_argument("--lost-only", action="store_true",
+                        help="only the dashboard / recorder lost-throughput runs (3.); the last line says - for the rest")
     args = parser.parse_args()
     seconds = 8.0 if args.quick else args.seconds
-    repeats = 2 if args.quick else args.repeats
+    repeats = args.repeats if args.lost_only or not args.quick else 2
     pin(0, CLIENT_CPU)
     workers_mod.WorkerShard = SimulatedWorkerShard  # type: ignore[misc]  # ShardedLoad spawns simulated workers
 
-    per_core, core_rows = agents_per_core(seconds, [250, 500, 1000, 2000, 4000] if not args.quick
-                                          else [500, 1000, 2000, 4000])
+    per_core, core_rows = (None, []) if args.lost_only else agents_per_core(
+        seconds, [250, 500, 1000, 2000, 4000] if not args.quick else [500, 1000, 2000, 4000])
 
     cpu_rows = []
-    for agents, workers in ((1000, 2), (5000, 2), (20000, 4)):
+    for agents, workers in () if args.lost_only else ((1000, 2), (5000, 2), (20000, 4)):
         row = main_process_cpu(agents, workers, seconds)
         cpu_rows.append(row)
         print(f"  main process: {agents} agents over {workers} workers: {row['cpu']:.1%} of a core "
@@ -388,8 +401,10 @@ def main() -> None:
     ui_cost = max(0.0, 1 - statistics.median(runs["ui"]) / bare)
     record_cost = max(0.0, 1 - statistics.median(runs["record"]) / bare)
     # a main process that cannot keep the 4 Hz frame clock is saturated: its CPU per 1k understates it
-    print(f"agents_per_core={per_core} main_cpu_per_1k={cpu_rows[-1]['per_1k']:.3f} "
-          f"ui_cost={ui_cost:.3f} record_cost={record_cost:.3f} frames_per_s_20k={cpu_rows[-1]['frames_per_s']:.1f}")
+    main_1k = f"{cpu_rows[-1]['per_1k']:.3f}" if cpu_rows else "-"
+    frames_20k = f"{cpu_rows[-1]['frames_per_s']:.1f}" if cpu_rows else "-"
+    print(f"agents_per_core={per_core if per_core is not None else '-'} main_cpu_per_1k={main_1k} "
+          f"ui_cost={ui_cost:.3f} record_cost={record_cost:.3f} frames_per_s_20k={frames_20k}")
 
 
 if __name__ == "__main__":
