@@ -10,8 +10,8 @@ is written (the profile's API key is only ever an env-var *name*).
 **Agent rows are thinned by volume**: a frame's Agents-table rows are written when they changed
 (a new rows object) and at least ``agent_rows_period(n)`` after the last rows written - every
 frame up to 1,000 agents, then 0.25 s per 1,000 agents (1.25 s at 5,000, 5 s at 20,000), about
-4,000 rows per recorded second. A frame written without them says ``"agents_kept": true`` and
-carries the recording's row period in ``agents_refresh_s``; the reader gives it the last rows
+4,000 rows per recorded second. A frame written without them says ``"agents_kept": true``; every
+frame of a thinned recording carries the row period in ``agents_refresh_s``; the reader gives it the last rows
 written (record/reader.py). Every other field of every frame is written. At 5,000 agents the rows
 were ~90 % of a frame's bytes and most of the recorder's CPU.
 """
@@ -146,9 +146,10 @@ class SessionRecorder:
             period = agent_rows_period(len(data.agents))
             keep = data.agents is self._rows_written or (period > 0 and t - self._rows_written_t < period)
             out = data.to_dict(include_agents=not keep)
+            if period > 0:  # every frame of a thinned stretch says so (the replay's table header)
+                out["agents_refresh_s"] = max(data.agents_refresh_s, period)
             if keep:
                 out["agents_kept"] = True
-                out["agents_refresh_s"] = max(data.agents_refresh_s, period)
             else:
                 self._rows_written, self._rows_written_t = data.agents, t
             return kind, t, out
