@@ -81,6 +81,20 @@ def test_a_key_press_brings_full_rate_back_for_a_while_and_is_not_held_against_t
     clocks.wall += 0.5
     pacer.applied()
     assert not pacer.due()  # after the boost: the paced interval again
+    simulate(pacer, clocks, 0.5, cost_per_repaint_s=0.035)
+    assert pacer.interval_s == interval  # the boost's CPU did not close a window of its own
+    simulate(pacer, clocks, 2.0, cost_per_repaint_s=0.035)  # the first window after the boost
+    assert abs(pacer.interval_s - interval) <= 0.3, (pacer.interval_s, interval)
+
+
+def test_the_start_up_is_not_measured():
+    clocks = Clocks()
+    pacer = make_pacer(0.03, clocks)
+    clocks.cpu += 1.5  # the app's start-up: CSS, compose, the first layout
+    assert simulate(pacer, clocks, 3.0, cost_per_repaint_s=0.002) == 12  # full rate from the start
+    assert not pacer.paced
+    simulate(pacer, clocks, 4.0, cost_per_repaint_s=0.002)
+    assert not pacer.paced  # the start-up's CPU never entered a window
 
 
 async def test_the_header_says_when_the_display_is_paced_and_a_key_repaints_at_once():
