@@ -36,6 +36,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -275,6 +276,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.agents != sorted(args.agents):
         parser.error("--agents must be ascending (agents already running keep running)")
+    # SIGTERM unwinds like Ctrl-C, so the twin (started in its own session) is stopped, not orphaned
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main_async(args))
 
 
