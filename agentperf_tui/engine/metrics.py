@@ -166,15 +166,7 @@ class RunMetrics:
 
     def output_tokens_per_s(self, now: float, span_s: float = 10.0) -> float:
         """Tokens of finished requests that arrived in the last ``span_s`` (each spread over its stream)."""
-        horizon = now - span_s
-        # from the first record that can have ended in the span (exact whatever the arrival order)
-        tokens = 0.0
-        t_ends, counts, firsts, lasts = self.t_end, self.output_tokens_col, self.t_first, self.t_last
-        for i in range(self.first_ended_from(horizon), len(t_ends)):
-            t_end = t_ends[i]
-            if t_end >= horizon:
-                tokens += _arrived(counts[i], firsts[i], lasts[i], t_end, horizon, now)
-        return tokens / span_s
+        return self.tokens_arrived(now - span_s, now) / span_s
 
     def record_history(self, shares: Sequence[float], contexts: Sequence[int]) -> None:
         """One history point per call (the session calls this once per second)."""
@@ -262,7 +254,8 @@ class RunMetrics:
     def tokens_arrived(self, t_from: float, t_to: float) -> float:
         """Output tokens of finished requests that arrived in [t_from, t_to), each request's tokens
         spread evenly between its first and last token (what the server generated in the window,
-        less the part of requests still running at its end)."""
+        less the part of requests still running at its end). Scans from the first record that can
+        have ended in it (``first_ended_from``: exact whatever the arrival order)."""
         total = 0.0
         t_ends = self.t_end
         for i in range(self.first_ended_from(t_from), len(t_ends)):
@@ -277,12 +270,7 @@ class RunMetrics:
     def mark_tokens_from(self, t0: float) -> None:
         """Count tokens arriving after ``t0`` incrementally from now on (for live tokens/J, which must
         not rescan the log every frame); the records already in that ended after t0 are counted once."""
-        total = 0.0
-        for i in range(self.first_ended_from(t0), len(self.t_end)):
-            t_end = self.t_end[i]
-            if t_end >= t0 and self.output_tokens_col[i]:
-                total += _arrived(self.output_tokens_col[i], self.t_first[i], self.t_last[i], t_end, t0, math.inf)
-        self._mark_t, self._mark_tokens = t0, total
+        self._mark_t, self._mark_tokens = t0, self.tokens_arrived(t0, math.inf)
 
     def tokens_since_mark(self) -> tuple[float | None, float]:
         """(mark time, tokens arrived since it) as kept by ``mark_tokens_from``."""
