@@ -72,6 +72,12 @@ def percent_of_core(text: str) -> float:
     return value / 100.0
 
 
+def _ui_budget_argument(p: argparse.ArgumentParser) -> None:
+    """``--ui-budget PCT``, the same on every command that opens the dashboard."""
+    p.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
+                   help=UI_BUDGET_HELP)
+
+
 RAY_HELP = ("run the worker shards as Ray actors over a Ray cluster's hosts (host:port of `ray start --head`, "
             "'auto' or 'local'; needs pip install -e '.[ray]'; docs/scale.md)")
 
@@ -96,8 +102,7 @@ def _run_arguments(run: argparse.ArgumentParser, profile_help: str = "") -> None
     run.add_argument("--json", action="store_true", help="headless: JSONL progress, summary as the last line")
     run.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
     run.add_argument("--fps", type=float, default=None, help="frames per second (default: the profile's, 4)")
-    run.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
-                     help=UI_BUDGET_HELP)
+    _ui_budget_argument(run)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--policy", choices=("exact", "free"), default=None)
     run.add_argument("--ramp", type=float, default=None, help="seconds over which new agents start")
@@ -155,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("profile", nargs="?", default=DEFAULT_PROFILE,
                         help=f"profile name in profiles/ or a path to a TOML file (default {DEFAULT_PROFILE})")
     search.add_argument("--headless", action="store_true", help="no dashboard: progress lines on stdout")
-    search.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
-                     help=UI_BUDGET_HELP)
+    _ui_budget_argument(search)
     search.add_argument("--json", action="store_true", help="JSONL progress and events; the report is the last line")
     search.add_argument("--mode", choices=("quick", "certify"), default="quick",
                         help="quick: an estimate in minutes; certify: AA's rules, hours (see above)")
@@ -194,8 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="headless: JSONL frames, the summary last")
     replay.add_argument("--follow", action="store_true", help="keep up with a session still being written")
     replay.add_argument("--speed", type=float, default=1.0, help="0.5 .. 16; 0 = as fast as possible")
-    replay.add_argument("--ui-budget", type=percent_of_core, metavar="PCT", default=f"{DEFAULT_UI_BUDGET * 100:g}",
-                     help=UI_BUDGET_HELP)
+    _ui_budget_argument(replay)
 
     attach_ui = sub.add_parser(
         "attach-ui", help="watch a run being recorded (e.g. one started with --detach): the dashboard at its "
