@@ -292,7 +292,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-
 CELLS = (  # (streams, delay ms, agentic, worker processes for ours: 0 = in-process)
     (200, 0, False, 0), (1000, 0, False, 0), (4000, 0, False, 2),
     (200, 10, False, 0), (1000, 10, False, 0), (4000, 10, False, 2),

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from twin_streams import free_port, summed_by_name, wait_healthy  # noqa: E402
+from twin_streams import free_port, scrape, wait_healthy  # noqa: E402
 
 from agentperf_tui.engine.agent import salted  # noqa: E402
 from agentperf_tui.profile import load_profile  # noqa: E402
@@ -150,11 +150,6 @@ async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append(time.monotonic() - t - 0.1)
 
 
-async def metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
-    async with session.get(base + "/metrics") as r:
-        return summed_by_name(await r.text())
-
-
 async def measure_step(client: Client, session: aiohttp.ClientSession, base: str, twin: psutil.Process,
                        agents: int, ramp_s: float, settle_s: float, seconds: float) -> dict:
     client.add(agents - len(client.tasks), ramp_s)
@@ -165,17 +160,17 @@ async def measure_step(client: Client, session: aiohttp.ClientSession, base: str
     twin.cpu_percent(None)
     own = psutil.Process()
     own.cpu_percent(None)
-    m0 = await metrics(session, base)
+    m0 = await scrape(session, base)
     finished0, failed0, samples0 = client.finished, client.failed, len(client.samples)
     t0 = time.monotonic()
     step_lag_max, in_flight = 0.0, []
     while time.monotonic() - t0 < seconds:
         await asyncio.sleep(1.0)
-        m = await metrics(session, base)
+        m = await scrape(session, base)
         step_lag_max = max(step_lag_max, m.get("agentperf_twin:step_lag_seconds", 0.0))
         in_flight.append(client.in_flight)
     elapsed = time.monotonic() - t0
-    m1 = await metrics(session, base)
+    m1 = await scrape(session, base)
     stop.set()
     await lag_task
     dropped = m1.get("agentperf_twin:dropped_seconds_total", 0.0) - m0.get("agentperf_twin:dropped_seconds_total", 0.0)

@@ -51,6 +51,12 @@ def summed_by_name(text: str) -> dict[str, float]:
     return out
 
 
+async def scrape(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """The twin's /metrics, every sample name summed over its label sets."""
+    async with session.get(base + "/metrics") as r:
+        return summed_by_name(await r.text())
+
+
 async def wait_healthy(session: aiohttp.ClientSession, base: str, timeout_s: float = 60.0) -> None:
     """Until the twin answers /health with 200 (it runs SGLang's 1-token generation), or timeout_s."""
     deadline = time.monotonic() + timeout_s
@@ -106,8 +112,7 @@ async def main_async(args: argparse.Namespace) -> None:
             per_stream_tps = decode_tokens_per_s(model, args.streams, 150)
             window_s = max(1.0, 1.5 * args.stream_interval / per_stream_tps)
             start_counts = list(counts)
-            async with session.get(base + "/metrics") as r:
-                metrics0 = await r.text()
+            values0 = await scrape(session, base)
             t0 = time.monotonic()
             prev = list(counts)
             for _ in range(max(1, int(args.seconds / window_s))):
@@ -117,8 +122,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 prev = now
             elapsed = time.monotonic() - t0
             twin_cpu = proc.cpu_percent(None)
-            async with session.get(base + "/metrics") as r:
-                metrics = await r.text()
+            values = await scrape(session, base)
             stop.set()
             for t in tasks:
                 t.cancel()
@@ -126,8 +130,6 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         twin.terminate()
         twin.wait(10)
-    values = summed_by_name(metrics)
-    values0 = summed_by_name(metrics0)
     chunks = sum(counts) - sum(start_counts)
     # the twin's live counter: sglang:generation_tokens_total counts a request only when it finishes
     generated = values["agentperf_twin:decoded_tokens_total"] - values0["agentperf_twin:decoded_tokens_total"]
