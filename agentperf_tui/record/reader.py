@@ -127,11 +127,13 @@ class SessionReader:
     def duration_s(self) -> float:
         return self.chunks[-1].t_last if self.chunks else 0.0
 
+    def _chunk_at(self, t: float) -> int:
+        """The index of the first chunk that holds entries at or after ``t`` (by its last entry's time)."""
+        return bisect.bisect_left([c.t_last for c in self.chunks], t)
+
     def entries(self, from_t: float = 0.0) -> Iterator[tuple[str, float, Any]]:
         """All entries with t >= from_t, in order; stops at the first corrupt chunk."""
-        starts = [c.t_last for c in self.chunks]
-        i = bisect.bisect_left(starts, from_t)
-        for chunk in self.chunks[i:]:
+        for chunk in self.chunks[self._chunk_at(from_t):]:
             if self._bad_at is not None and chunk.offset >= self._bad_at:
                 return
             rows = self._load(chunk)
@@ -160,7 +162,7 @@ class SessionReader:
         """The agent rows of the last frame written with rows before ``from_t`` (None: none)."""
         if from_t <= 0.0:
             return None
-        end = bisect.bisect_left([c.t_last for c in self.chunks], from_t)
+        end = self._chunk_at(from_t)
         for chunk in reversed(self.chunks[:end + 1][-ROWS_LOOKBACK_CHUNKS:]):
             for kind, t, data in reversed(self._load(chunk)):
                 if kind == KIND_FRAME and t < from_t and not data.get("agents_kept"):
