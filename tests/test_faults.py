@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -35,9 +36,9 @@ async def twin_with(*flags: str) -> TestServer:
 async def test_each_fault_is_a_failed_request_with_a_cause(flags, cause):
     server = await twin_with(*flags)
     try:
-        async with make_session() as session:
+        async with make_session() as pool, aiohttp.ClientSession() as session:
             url = str(server.make_url("/v1/chat/completions"))
-            result = await stream_chat(session, url, BODY, Timeouts(first_byte_s=5, chunk_s=0.5, total_s=10))
+            result = await stream_chat(pool, url, BODY, Timeouts(first_byte_s=5, chunk_s=0.5, total_s=10))
             assert result.error, "the fault must fail the request"
             assert cause in result.error
             # the twin keeps serving after the fault
@@ -50,12 +51,12 @@ async def test_each_fault_is_a_failed_request_with_a_cause(flags, cause):
 async def test_faults_change_at_run_time_from_loopback():
     server = await twin_with()
     try:
-        async with make_session() as session:
+        async with make_session() as pool, aiohttp.ClientSession() as session:
             url = str(server.make_url("/v1/chat/completions"))
-            assert (await stream_chat(session, url, BODY)).error is None
+            assert (await stream_chat(pool, url, BODY)).error is None
             async with session.post(str(server.make_url("/twin/faults")), json={"http_error_rate": 1.0}) as r:
                 assert r.status == 200
-            assert (await stream_chat(session, url, BODY)).error.startswith("HTTP 503")
+            assert (await stream_chat(pool, url, BODY)).error.startswith("HTTP 503")
             async with session.post(str(server.make_url("/twin/faults")), json={"nonsense": 1}) as r:
                 assert r.status == 400 and "unknown fault" in (await r.json())["message"]
     finally:
@@ -72,7 +73,7 @@ async def test_slow_health_generate_shows_progress_until_ready():
             asyncio.get_running_loop().create_task(clear_delay())
 
     async def clear_delay() -> None:
-        async with make_session() as session:
+        async with aiohttp.ClientSession() as session:
             async with session.post(str(server.make_url("/twin/faults")), json={"health_delay_s": 0}) as r:
                 assert r.status == 200
 

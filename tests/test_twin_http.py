@@ -210,7 +210,7 @@ async def test_model_is_echoed_and_cached_tokens_only_with_cache_report():
 
 
 async def test_mid_stream_abort_is_sglangs_error_event_then_done():
-    from agentperf_tui.engine.client import stream_chat
+    from agentperf_tui.engine.client import make_session, stream_chat
 
     async with make_client("--fault-abort-rate", "1") as client:
         resp = await client.post("/v1/chat/completions", json=chat_body(max_tokens=16))
@@ -220,7 +220,8 @@ async def test_mid_stream_abort_is_sglangs_error_event_then_done():
         error = orjson.loads(events[-2])["error"]
         assert error["code"] == 503 and error["type"] == "SERVICE_UNAVAILABLE" and error["object"] == "error"
         # our client reads it as a failure with the server's message
-        result = await stream_chat(client.session, str(client.make_url("/v1/chat/completions")), chat_body(max_tokens=16))
+        async with make_session() as pool:
+            result = await stream_chat(pool, str(client.make_url("/v1/chat/completions")), chat_body(max_tokens=16))
     assert result.error is not None and "Request aborted" in result.error
 
 

@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from agentperf_tui.engine.client import ROUTING_HEADER, StreamResult, Timeouts, stream_chat
+from agentperf_tui.engine.http_stream import StreamPool
 from agentperf_tui.engine.records import FAILED, OK, RequestRecord
 from agentperf_tui.tokens import estimate_prompt_tokens
 from agentperf_tui.workload.model import Trajectory, Turn
@@ -179,7 +179,7 @@ def short_output(output_tokens: int, target_tokens: int, finish_reason: str | No
 class Agent:
     """Drives one AgentState through trajectories until told to retire."""
 
-    def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: aiohttp.ClientSession,
+    def __init__(self, state: AgentState, trajectories: tuple[Trajectory, ...], *, session: StreamPool,
                  url: str, model: str, policy: str, run_salt: str, seed: int, timeouts: Timeouts,
                  on_record: Callable[[RequestRecord], None], resume: asyncio.Event, extra_body: dict | None = None,
                  warm_start: bool = False, routing_header: str = ROUTING_HEADER, ordinal: int | None = None):

@@ -1,25 +1,22 @@
 """Streaming chat client: one OpenAI-compatible SSE request, timed on arrival of each chunk.
 
-Raw bytes are read as they arrive (``iter_any``) and split into SSE events here, so long lines
-cannot hit aiohttp's line-buffer limit and every timestamp is taken when the bytes land, before
-any JSON decoding. TTFT is the first event carrying a token of any kind (reasoning, content or
+Raw bytes are handed over as each network read lands (``http_stream.StreamPool``) and split
+into SSE events here, so every timestamp is taken when the bytes land, before any JSON decoding,
+and long lines (tool-call arguments) need no line buffer. TTFT is the first event carrying a token of any kind (reasoning, content or
 tool call); output tokens come from the final usage chunk, falling back to counted deltas.
 Every error or timeout becomes a failed result with its cause; nothing here raises.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
-READ_BUFSIZE = 4 * 2**20  # bytes; long SSE lines (tool-call arguments) must not choke the reader
-RESCHEDULE_MAX_S = 1.0  # the between-chunks timeout is re-armed at most this often (s)
+from agentperf_tui.engine.http_stream import Limits, StreamPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +66,19 @@ class StreamResult:
         return message
 
 
-def make_session(api_key: str | None = None) -> aiohttp.ClientSession:
-    """A client session with an unbounded connection pool: one connection per agent in flight.
-
-    aiohttp's default pool (100) would silently cap concurrency; ``limit=0`` removes the cap, so
-    the number of connections always equals the number of requests in flight.
-    """
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0,
-                                     ttl_dns_cache=300, enable_cleanup_closed=True)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-    return aiohttp.ClientSession(connector=connector, headers=headers, read_bufsize=READ_BUFSIZE,
-                                 timeout=aiohttp.ClientTimeout(total=None), json_serialize=lambda o: orjson.dumps(o).decode())
+def make_session(api_key: str | None = None) -> StreamPool:
+    """The load generator's connections: keep-alive, unbounded (one per request in flight), and
+    the bearer token on every request when the profile names one."""
+    return StreamPool({"Authorization": f"Bearer {api_key}"} if api_key else None)
 
 
 REQUEST_ID_HEADER = "X-Request-Id"
 CORRELATION_HEADER = "X-Correlation-ID"
 ROUTING_HEADER = CORRELATION_HEADER  # the default routing-key header ([server] routing_key_header)
+MAX_EVENT_BYTES = 64 * 2**20  # an SSE event still without its end after this many bytes fails the request
 
 
-async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | bytes,
+async def stream_chat(session: StreamPool, url: str, body: dict[str, Any] | bytes,
                       timeouts: Timeouts = Timeouts(), keep_text: bool = False,
                       result: StreamResult | None = None, correlation_id: str = "",
                       routing_header: str = ROUTING_HEADER) -> StreamResult:
@@ -101,6 +92,8 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
     route on them ignore them.
 
     ``result``, when given, is filled in place while the request runs (the agent's live view).
+    Each network read is handled as it lands (``StreamPool`` calls ``feed`` from the transport),
+    so every timestamp is the read's arrival time; ``t_end`` is the arrival of ``[DONE]``.
     """
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     if result is None:
@@ -109,65 +102,52 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
     result.keep_text = keep_text
     result.request_id = uuid.uuid4().hex
     result.correlation_id = correlation_id
-    headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: result.request_id}
+    headers = {REQUEST_ID_HEADER: result.request_id}
     if correlation_id:
         headers[CORRELATION_HEADER] = correlation_id
         if routing_header and routing_header.lower() != CORRELATION_HEADER.lower():
             headers[routing_header] = correlation_id
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeouts.total_s
-    # the between-chunks limit is moved forward at most every ``slack`` seconds, not on every read
-    # (a timer cancelled and re-armed per read costs as much as parsing the event): a stream is
-    # declared stalled after chunk_s .. chunk_s + slack seconds without a byte
-    slack = min(RESCHEDULE_MAX_S, timeouts.chunk_s / 10)
-    try:
-        async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)) as limit:
-            async with session.post(url, data=payload, headers=headers) as resp:
-                if resp.status != 200:
-                    text = (await resp.read())[:300].decode(errors="replace")
-                    result.error = f"HTTP {resp.status}: {_error_message(text)}"
-                    return result
-                content = resp.content
-                buffer = b""
-                reschedule_at = 0.0  # monotonic time after which the next read moves the limit
-                while data := await content.readany():
-                    now = time.monotonic()
-                    result.t_recv = now
-                    if now >= reschedule_at:
-                        reschedule_at = now + slack
-                        limit.reschedule(min(deadline, loop.time() + timeouts.chunk_s + slack))
-                    if buffer:
-                        data = buffer + data
-                    if data.endswith(b"\n\n"):  # the usual read: whole events only
-                        buffer = b""
-                    else:
-                        end = data.rfind(b"\n\n")
-                        if end < 0:
-                            buffer = data
-                            continue
-                        data, buffer = data[: end + 2], data[end + 2 :]
-                    if _handle_block(result, data, now):
-                        return _finish(result)
-                if buffer.strip():
-                    _handle_event(result, buffer, time.monotonic())
-                if result.finish_reason is None and result.error is None:
-                    result.error = "stream ended without a finish_reason"
-    except TimeoutError:
+    buffer = b""  # the start of an event whose end has not arrived yet
+
+    def feed(data: bytes, now: float) -> bool:
+        nonlocal buffer
+        result.t_recv = now
+        if buffer:
+            data = buffer + data
+        if data.endswith(b"\n\n"):  # the usual read: whole events only
+            buffer = b""
+        else:
+            end = data.rfind(b"\n\n")
+            if end < 0:
+                buffer = data
+                if len(buffer) > MAX_EVENT_BYTES:
+                    result.error = f"an SSE event longer than {MAX_EVENT_BYTES} bytes"
+                    result.t_end = now
+                    return True
+                return False
+            data, buffer = data[: end + 2], data[end + 2:]
+        if _handle_block(result, data, now):
+            result.t_end = now
+            return True
+        return False
+
+    reply = await session.post(url, payload, headers, feed,
+                               Limits(timeouts.first_byte_s, timeouts.chunk_s, timeouts.total_s))
+    if reply.timed_out:
         phase = "first byte" if result.t_first is None else "next chunk"
         result.error = f"timeout waiting for {phase}"
-    except aiohttp.ClientPayloadError as exc:
-        result.error = f"truncated stream: {exc}"
-    except aiohttp.ClientConnectorError as exc:
-        result.error = f"connect failed: {exc.os_error or exc}"
-    except aiohttp.ServerDisconnectedError:
-        result.error = "server disconnected"
-    except (aiohttp.ClientError, OSError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-    return _finish(result)
-
-
-def _finish(result: StreamResult) -> StreamResult:
-    result.t_end = time.monotonic()
+    elif reply.error is not None:
+        result.error = reply.error
+    elif reply.status != 200:
+        text = reply.body[:300].decode(errors="replace")
+        result.error = f"HTTP {reply.status}: {_error_message(text)}"
+    elif not result.t_end:  # the reply ended without [DONE]
+        if buffer.strip():
+            _handle_event(result, buffer, time.monotonic())
+        if result.finish_reason is None and result.error is None:
+            result.error = "stream ended without a finish_reason"
+    if not result.t_end:
+        result.t_end = time.monotonic()
     return result
 
 

@@ -14,10 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 from agentperf_tui.engine.agent import Agent, AgentState
 from agentperf_tui.engine.client import ROUTING_HEADER, Timeouts, make_session
+from agentperf_tui.engine.http_stream import StreamPool
 from agentperf_tui.engine.records import RequestRecord
 from agentperf_tui.workload.model import Workload
 
@@ -61,7 +60,7 @@ class LoadGenerator:
         self._id_first = id_first
         self._resume = asyncio.Event()
         self._resume.set()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: StreamPool | None = None
 
     @property
     def paused(self) -> bool:
@@ -81,7 +80,7 @@ class LoadGenerator:
         """Agents told to leave whose last turn is still running."""
         return sum(1 for a in self.agents.values() if a.retiring)
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
+    def _ensure_session(self) -> StreamPool:
         if self._session is None:
             self._session = make_session(self.api_key)
         return self._session
@@ -122,7 +121,7 @@ class LoadGenerator:
         """Ids for the next agents started (a sharded run hands out one dense global range)."""
         self._granted_ids.extend(ids)
 
-    def _spawn(self, session: aiohttp.ClientSession, delay: float) -> None:
+    def _spawn(self, session: StreamPool, delay: float) -> None:
         if self._granted_ids:
             aid = self._granted_ids.popleft()
             ordinal = aid  # a sharded run's ids are one dense global range
