@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import ssl
+import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -279,3 +282,26 @@ def test_any_split_of_the_bytes_gives_the_same_result(seed, tokens, chunks):
     assert result.error is None
     assert (result.counted_deltas, result.completion_tokens, result.prompt_tokens, result.finish_reason) == (
         tokens, tokens, 7, "length")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+async def test_https_streams_over_asyncio_tls_and_checks_the_certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    server = RawServer(ok_reply)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1/chat/completions"
+    try:
+        async with StreamPool(ssl_context=ssl.create_default_context(cafile=str(cert))) as pool:
+            results = [await stream_chat(pool, url, b"{}") for _ in range(2)]
+        async with StreamPool() as untrusting:  # the system's CAs do not know a self-signed certificate
+            refused = await stream_chat(untrusting, url, b"{}")
+    finally:
+        listener.close()
+    assert all(r.error is None and r.completion_tokens == 20 for r in results)
+    assert server.connections == 1  # one kept alive for both (the refused one never finished its handshake)
+    assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
