@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -129,7 +130,11 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         twin.terminate()
-        twin.wait(10)
+        try:
+            twin.wait(10)
+        except subprocess.TimeoutExpired:
+            twin.kill()
+            twin.wait(5)
     chunks = sum(counts) - sum(start_counts)
     # the twin's live counter: sglang:generation_tokens_total counts a request only when it finishes
     generated = values["agentperf_twin:decoded_tokens_total"] - values0["agentperf_twin:decoded_tokens_total"]
@@ -157,7 +162,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=3, help="seconds after every stream got its first token")
     parser.add_argument("--stream-interval", type=int, default=1, help="the twin's --stream-interval (SGLang's)")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the twin (started in its own session) is stopped, not orphaned
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
