@@ -129,7 +129,7 @@ class SessionReader:
 
     def _chunk_at(self, t: float) -> int:
         """The index of the first chunk that holds entries at or after ``t`` (by its last entry's time)."""
-        return bisect.bisect_left([c.t_last for c in self.chunks], t)
+        return bisect.bisect_left(self.chunks, t, key=lambda c: c.t_last)
 
     def entries(self, from_t: float = 0.0) -> Iterator[tuple[str, float, Any]]:
         """All entries with t >= from_t, in order; stops at the first corrupt chunk."""
