@@ -5,6 +5,7 @@ split anywhere, truncation, stalls, cancellation, errors and header safety."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import shutil
 import ssl
@@ -48,11 +49,13 @@ class RawServer:
     def __init__(self, reply):  # type: ignore[no-untyped-def]
         self.reply = reply
         self.connections = 0
+        self.open = 0  # connections the client has not closed yet
         self.requests: list[bytes] = []
         self.disconnected = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -65,6 +68,7 @@ class RawServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             self.disconnected.set()
             writer.close()
 
@@ -305,3 +309,133 @@ async def test_https_streams_over_asyncio_tls_and_checks_the_certificate(tmp_pat
     assert all(r.error is None and r.completion_tokens == 20 for r in results)
     assert server.connections == 1  # one kept alive for both (the refused one never finished its handshake)
     assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+
+
+def slow_connect(monkeypatch, seconds: float) -> None:
+    """Every new connection takes ``seconds`` longer to open."""
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+
+    async def create_connection(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(seconds)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", create_connection)
+
+
+async def test_connecting_counts_against_the_total_limit(monkeypatch):
+    async def steady(writer, request, n):  # type: ignore[no-untyped-def]
+        writer.write(OK_HEAD)
+        for _ in range(8):  # 0.8 s of tokens, a gap of 0.1 s each
+            writer.write(b"%x\r\n%s\r\n" % (len(token_event()), token_event()))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.write(chunked(sse_body(0)))
+        await writer.drain()
+
+    slow_connect(monkeypatch, 0.6)
+    async with RawServer(steady) as url, make_session() as pool:
+        result = await stream_chat(pool, url, b"{}", Timeouts(first_byte_s=5, chunk_s=0.5, total_s=1.0))
+    assert result.error == "timeout waiting for next chunk"
+    assert 1.0 <= result.t_end - result.t_send < 1.4
+
+
+async def test_closing_the_pool_while_a_connection_opens_leaves_nothing_open(monkeypatch):
+    slow_connect(monkeypatch, 0.3)
+    server = RawServer(ok_reply)
+    async with server as url:
+        pool = make_session()
+        task = asyncio.create_task(stream_chat(pool, url, b"{}"))
+        await asyncio.sleep(0.1)
+        await pool.close()
+        result = await asyncio.wait_for(task, 5)
+        await asyncio.sleep(0.1)
+        assert result.error is not None and "client closed" in result.error
+        assert server.open == 0 and not pool._all and not any(pool._idle.values())
+
+
+async def test_an_exception_in_the_sink_is_raised_from_post_and_closes_the_connection():
+    async def forever(writer, request, n):  # type: ignore[no-untyped-def]
+        writer.write(OK_HEAD)
+        while True:
+            writer.write(b"%x\r\n%s\r\n" % (len(token_event()), token_event()))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    def sink(data: bytes, now: float) -> bool:
+        raise ZeroDivisionError("the caller's bug")
+
+    server = RawServer(forever)
+    async with server as url, StreamPool() as pool:
+        with pytest.raises(ZeroDivisionError):
+            await pool.post(url, b"{}", {}, sink, LIMITS)
+        await asyncio.wait_for(server.disconnected.wait(), 5)
+
+
+async def test_interim_1xx_replies_are_skipped_and_the_connection_stays_in_step():
+    async def with_interim(writer, request, n):  # type: ignore[no-untyped-def]
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the interim reply arrives in a read of its own
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + OK_HEAD + chunked(sse_body(4)))
+        await writer.drain()
+
+    server = RawServer(with_interim)
+    async with server as url, make_session() as pool:
+        results = [await stream_chat(pool, url, b"{}") for _ in range(2)]
+    assert [(r.error, r.completion_tokens) for r in results] == [(None, 4), (None, 4)]
+    assert server.connections == 1
+
+
+async def test_a_protocol_switch_is_a_cause_not_a_crash():
+    async def upgrade(writer, request, n):  # type: ignore[no-untyped-def]
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with RawServer(upgrade) as url, make_session() as pool:
+        result = await stream_chat(pool, url, b"{}")
+    assert result.error == "HTTP 101: the server switched protocols"
+
+
+async def test_idle_connections_past_their_keep_alive_are_closed_not_kept(monkeypatch):
+    monkeypatch.setattr(http_stream, "IDLE_KEEP_S", 0.2)
+    server = RawServer(ok_reply)
+    async with server as url, make_session() as pool:
+        await asyncio.gather(*(stream_chat(pool, url, b"{}") for _ in range(5)))  # a burst: 5 connections
+        assert server.open == 5
+        for _ in range(8):  # then one request at a time: the newest connection serves them
+            assert (await stream_chat(pool, url, b"{}")).error is None
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        assert server.open == 1
+
+
+async def test_an_endless_event_aborts_the_request(monkeypatch):
+    from agentperf_tui.engine import client
+
+    monkeypatch.setattr(client, "MAX_EVENT_BYTES", 10_000)
+
+    async def endless(writer, request, n):  # type: ignore[no-untyped-def]
+        writer.write(OK_HEAD)
+        writer.write(b"%x\r\n%s\r\n" % (14, b'data: {"id":"x'))
+        while True:
+            writer.write(b"%x\r\n%s\r\n" % (1000, b"x" * 1000))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    server = RawServer(endless)
+    async with server as url, make_session() as pool:
+        result = await stream_chat(pool, url, b"{}")
+        await asyncio.wait_for(server.disconnected.wait(), 5)  # the server saw the client leave
+    assert result.error is not None and "longer than 10000 bytes" in result.error
+
+
+async def test_the_path_is_percent_encoded_and_userinfo_becomes_basic_auth():
+    server = RawServer(ok_reply)
+    async with server as url, make_session() as pool:
+        spaced = url.replace("http://", "http://user:p%40ss@").replace("/v1/chat/completions", "/v1/a b?x=1 2")
+        assert (await stream_chat(pool, spaced, b"{}")).error is None
+    head = server.requests[0].split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("POST /v1/a%20b?x=1%202 HTTP/1.1\r\n")
+    assert "Authorization: Basic " + base64.b64encode(b"user:p@ss").decode() in head

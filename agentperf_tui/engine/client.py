@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agentperf_tui.engine.http_stream import Limits, StreamPool
+from agentperf_tui.engine.http_stream import ABORT, Limits, StreamPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ async def stream_chat(session: StreamPool, url: str, body: dict[str, Any] | byte
             headers[routing_header] = correlation_id
     buffer = b""  # the start of an event whose end has not arrived yet
 
-    def feed(data: bytes, now: float) -> bool:
+    def feed(data: bytes, now: float) -> object:
         nonlocal buffer
         result.t_recv = now
         if buffer:
@@ -123,7 +123,7 @@ async def stream_chat(session: StreamPool, url: str, body: dict[str, Any] | byte
                 if len(buffer) > MAX_EVENT_BYTES:
                     result.error = f"an SSE event longer than {MAX_EVENT_BYTES} bytes"
                     result.t_end = now
-                    return True
+                    return ABORT  # the connection closes: the server stops generating
                 return False
             data, buffer = data[: end + 2], data[end + 2:]
         if _handle_block(result, data, now):

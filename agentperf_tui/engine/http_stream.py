@@ -21,15 +21,19 @@ aiohttp stays for everything that is not a stream of tokens (probes, scrapes, th
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
-Sink = Callable[[bytes, float], bool]  # (body bytes of one read, arrival time) -> True when the stream is done
+# (body bytes of one read, arrival time) -> falsy to go on, True when the stream is done, ABORT when
+# it is done and the connection must close (the server stops the request when the client leaves)
+Sink = Callable[[bytes, float], object]
+ABORT = "abort"
 IDLE_KEEP_S = 4.0  # s an idle keep-alive connection may wait for its next request
 ERROR_BODY_MAX = 4096  # bytes of a non-200 reply's body kept for its error message
 USER_AGENT = "agentperf-tui"
@@ -78,14 +82,15 @@ class _Target:
 class _Exchange:
     """One request on one connection, from the write to the end of its reply."""
 
-    __slots__ = ("sink", "limits", "future", "reply", "t_start", "t_recv", "finished", "timer", "framed")
+    __slots__ = ("sink", "limits", "future", "reply", "t_start", "t_recv", "finished", "timer", "framed", "raised")
 
-    def __init__(self, sink: Sink, limits: Limits, future: asyncio.Future[None]):
+    def __init__(self, sink: Sink, limits: Limits, future: asyncio.Future[None], t_start: float):
         self.sink = sink
         self.limits = limits
         self.future = future
         self.reply = Reply()
-        self.t_start = time.monotonic()
+        self.t_start = t_start  # when ``post`` was called: connecting counts against the limits
+        self.raised: BaseException | None = None  # the sink's own exception, re-raised by ``post``
         self.t_recv: float | None = None  # arrival of the latest body bytes
         self.finished = False  # the caller has its answer (the connection may still be reading the reply's end)
         self.timer: asyncio.TimerHandle | None = None
@@ -114,6 +119,8 @@ class _Connection(asyncio.Protocol):
         self.pieces: list[bytes] = []
         self.complete = False  # the current reply's end was parsed
         self.keep_alive = False  # the current reply lets the connection serve another request
+        self.interim = False  # the message being parsed is a 1xx (100 Continue, 103 Early Hints): not the reply
+        self.surplus = False  # bytes after the reply's end: the connection is out of step, never reused
         self.closed = False
         self.idle_since = 0.0
 
@@ -129,6 +136,10 @@ class _Connection(asyncio.Protocol):
         now = time.monotonic()
         try:
             self.parser.feed_data(data)  # type: ignore[union-attr]
+        except httptools.HttpParserUpgrade:
+            exchange.finish(f"HTTP {exchange.reply.status}: the server switched protocols")
+            self.close()
+            return
         except httptools.HttpParserError as exc:
             exchange.finish(f"malformed HTTP reply: {exc}")
             self.close()
@@ -147,8 +158,17 @@ class _Connection(asyncio.Protocol):
             exchange.t_recv = now
             reply = exchange.reply
             if reply.status == 200:
-                if not exchange.finished and exchange.sink(block, now):
-                    exchange.finish()
+                if not exchange.finished:
+                    try:
+                        verdict = exchange.sink(block, now)
+                    except Exception as exc:  # the caller's bug: surfaces from post(), not as a network cause
+                        exchange.raised = exc
+                        verdict = ABORT
+                    if verdict:
+                        exchange.finish()
+                        if verdict is ABORT:
+                            self.close()
+                            return
             elif len(reply.body) < ERROR_BODY_MAX:
                 reply.body += block[: ERROR_BODY_MAX - len(reply.body)]
         if self.complete:
@@ -162,41 +182,59 @@ class _Connection(asyncio.Protocol):
             return
         if exchange.timer is not None:
             exchange.timer.cancel()
-        if exchange.reply.status == 0:
-            exchange.finish("server disconnected")
+        if self.pool.closing:
+            exchange.finish("client closed the connection (the load generator stopped)")
+        elif exchange.reply.status == 0:
+            exchange.finish("server disconnected" + (f": {exc}" if exc else ""))
         elif exchange.framed:
             exchange.finish("truncated stream: the connection closed before the reply ended")
         else:  # a reply delimited by the end of the connection: this is its end
             exchange.finish()
 
     # -- httptools callbacks (only those defined are called) -----------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second message after the reply, in the same read
+            self.surplus = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
             self.exchange.framed = True  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         parser = self.parser
-        self.exchange.reply.status = parser.get_status_code()  # type: ignore[union-attr]
+        status = parser.get_status_code()  # type: ignore[union-attr]
+        self.interim = 100 <= status < 200 and status != 101
+        if self.interim:
+            return
+        self.exchange.reply.status = status  # type: ignore[union-attr]
         self.keep_alive = parser.should_keep_alive()  # type: ignore[union-attr]  # (reset once the reply ends)
 
     def on_body(self, body: bytes) -> None:
-        self.pieces.append(body)
+        if not self.complete:
+            self.pieces.append(body)
 
     def on_message_complete(self) -> None:
+        if self.interim:  # the real reply follows on the same connection
+            self.interim = False
+            if self.exchange is not None:
+                self.exchange.framed = False
+            return
         self.complete = True
 
     # -- the exchange's life -----------------------------------------------------------------
     def start(self, exchange: _Exchange, request: bytes) -> None:
         self.exchange = exchange
         self.parser = httptools.HttpResponseParser(self)
-        self.complete = self.keep_alive = False
-        limits = exchange.limits
-        exchange.timer = asyncio.get_running_loop().call_later(min(limits.first_byte_s, limits.total_s), self._check_time)
-        self.transport.write(request)  # type: ignore[union-attr]
+        self.complete = self.keep_alive = self.interim = False
+        self._check_time()  # arms the timer for what is left of the first-byte and total limits
+        if not exchange.finished:  # (connecting may have used them up)
+            self.transport.write(request)  # type: ignore[union-attr]
 
     def _reply_ended(self, exchange: _Exchange) -> None:
-        keep = self.keep_alive
+        keep = self.keep_alive and not self.surplus
         self.exchange = None
         if exchange.timer is not None:
             exchange.timer.cancel()
@@ -235,6 +273,7 @@ class StreamPool:
         self._fixed = _header_lines({"User-Agent": USER_AGENT, "Accept": "text/event-stream",
                                      "Content-Type": "application/json", **(headers or {})})
         self._ssl = ssl_context
+        self.closing = False  # close() was called: nothing is pooled or opened from now on
         self._targets: dict[str, _Target] = {}
         self._idle: dict[tuple[str, str, int], dict[_Connection, None]] = {}
         self._all: set[_Connection] = set()
@@ -254,18 +293,30 @@ class StreamPool:
                 raise ValueError(f"not an http(s) URL: {url!r}")
             tls = parts.scheme == "https"
             port = parts.port or (443 if tls else 80)
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (
+                f"?{quote(parts.query, safe='/%:@!$&()*+,;=-._~?')}" if parts.query else "")
             host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
             if ":" in parts.hostname:  # IPv6 literal
                 host_header = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-            head = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (path.encode(), host_header.encode("idna"), self._fixed)
+            auth = b""
+            if parts.username is not None and b"Authorization:" not in self._fixed:  # user:password@ (aiohttp's rule)
+                token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+                auth = _header_lines({"Authorization": f"Basic {token}"})
+            head = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s%s" % (path.encode("ascii"), host_header.encode("idna"),
+                                                             self._fixed, auth)
             target = _Target((parts.scheme, parts.hostname, port), parts.hostname, port, tls, head)
             self._targets[url] = target
         return target
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], sink: Sink, limits: Limits) -> Reply:
-        """Send one POST and feed its 200 body to ``sink`` as it arrives; return how it ended."""
+        """Send one POST and feed its 200 body to ``sink`` as it arrives; return how it ended.
+
+        The limits count from this call (connecting included). An exception the sink raises is
+        raised here, after the connection is closed."""
         loop = asyncio.get_running_loop()
+        t_start = time.monotonic()
+        if self.closing:
+            return Reply(error="client closed the connection (the load generator stopped)")
         try:
             target = self._target(url)
             request = b"%s%sContent-Length: %d\r\n\r\n%s" % (target.head, _header_lines(headers), len(body), body)
@@ -282,15 +333,20 @@ class StreamPool:
                 return Reply(error="timeout", timed_out=True)
             except OSError as exc:
                 return Reply(error=f"connect failed: {exc}")
+            if self.closing:  # close() ran while this connection was being opened
+                connection.close()
+                return Reply(error="client closed the connection (the load generator stopped)")
             self.connections_opened += 1
             self._all.add(connection)
-        exchange = _Exchange(sink, limits, loop.create_future())
+        exchange = _Exchange(sink, limits, loop.create_future(), t_start)
         connection.start(exchange, request)
         try:
             await exchange.future
         except asyncio.CancelledError:
             connection.close()  # mid-reply: never reused
             raise
+        if exchange.raised is not None:
+            raise exchange.raised
         return exchange.reply
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -309,8 +365,19 @@ class StreamPool:
         return None
 
     def _release(self, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
-        self._idle.setdefault(connection.key, {})[connection] = None
+        if self.closing:
+            connection.close()
+            return
+        now = time.monotonic()
+        connection.idle_since = now
+        idle = self._idle.setdefault(connection.key, {})
+        while idle:  # the oldest idle ones past their keep-alive are closed, not left to the server
+            oldest = next(iter(idle))
+            if now - oldest.idle_since < IDLE_KEEP_S:
+                break
+            del idle[oldest]
+            oldest.close()
+        idle[connection] = None
 
     def _forget(self, connection: _Connection) -> None:
         self._all.discard(connection)
@@ -320,6 +387,7 @@ class StreamPool:
 
     async def close(self) -> None:
         """Close every connection, idle or mid-reply (a request still running fails with its cause)."""
+        self.closing = True
         for connection in list(self._all):
             connection.close()
         self._idle.clear()
