@@ -86,6 +86,14 @@ async def ok_reply(writer, request, n):  # type: ignore[no-untyped-def]
     await writer.drain()
 
 
+async def tokens_forever(writer, request, n):  # type: ignore[no-untyped-def]
+    writer.write(OK_HEAD)
+    while True:
+        writer.write(b"%x\r\n%s\r\n" % (len(token_event()), token_event()))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+
+
 async def test_keep_alive_reuses_one_connection_and_sends_the_headers():
     server = RawServer(ok_reply)
     async with server as url, make_session(api_key="sekrit") as pool:
@@ -219,14 +227,7 @@ async def test_a_malformed_reply_and_a_refused_connection_are_causes():
 
 
 async def test_cancelling_a_request_closes_its_connection():
-    async def forever(writer, request, n):  # type: ignore[no-untyped-def]
-        writer.write(OK_HEAD)
-        while True:
-            writer.write(b"%x\r\n%s\r\n" % (len(token_event()), token_event()))
-            await writer.drain()
-            await asyncio.sleep(0.01)
-
-    server = RawServer(forever)
+    server = RawServer(tokens_forever)
     async with server as url, make_session() as pool:
         result = StreamResult(t_send=0.0)
         task = asyncio.create_task(stream_chat(pool, url, b"{}", result=result))
@@ -355,17 +356,10 @@ async def test_closing_the_pool_while_a_connection_opens_leaves_nothing_open(mon
 
 
 async def test_an_exception_in_the_sink_is_raised_from_post_and_closes_the_connection():
-    async def forever(writer, request, n):  # type: ignore[no-untyped-def]
-        writer.write(OK_HEAD)
-        while True:
-            writer.write(b"%x\r\n%s\r\n" % (len(token_event()), token_event()))
-            await writer.drain()
-            await asyncio.sleep(0.01)
-
     def sink(data: bytes, now: float) -> bool:
         raise ZeroDivisionError("the caller's bug")
 
-    server = RawServer(forever)
+    server = RawServer(tokens_forever)
     async with server as url, StreamPool() as pool:
         with pytest.raises(ZeroDivisionError):
             await pool.post(url, b"{}", {}, sink, LIMITS)
@@ -439,3 +433,16 @@ async def test_the_path_is_percent_encoded_and_userinfo_becomes_basic_auth():
     head = server.requests[0].split(b"\r\n\r\n")[0].decode()
     assert head.startswith("POST /v1/a%20b?x=1%202 HTTP/1.1\r\n")
     assert "Authorization: Basic " + base64.b64encode(b"user:p@ss").decode() in head
+
+
+async def test_a_usage_chunk_of_the_wrong_shape_does_not_crash_the_agent():
+    async def odd_usage(writer, request, n):  # type: ignore[no-untyped-def]
+        body = (token_event() * 3 + b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+                b'"usage":{"prompt_tokens":7,"completion_tokens":3,"prompt_tokens_details":[1]}}\n\n'
+                + b"data: [DONE]\n\n")
+        writer.write(OK_HEAD + chunked(body))
+        await writer.drain()
+
+    async with RawServer(odd_usage) as url, make_session() as pool:
+        result = await stream_chat(pool, url, b"{}")
+    assert result.error is None and result.completion_tokens == 3 and result.cached_tokens is None

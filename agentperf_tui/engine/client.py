@@ -230,11 +230,11 @@ def _handle_event(result: StreamResult, event: bytes, now: float) -> bool:
             result.error = f"server error in stream: {_error_message(orjson.dumps(chunk['error']).decode())}"
             continue
         usage = chunk.get("usage")
-        if usage:
+        if usage and isinstance(usage, dict):
             result.prompt_tokens = usage.get("prompt_tokens")
             result.completion_tokens = usage.get("completion_tokens")
-            details = usage.get("prompt_tokens_details") or {}
-            if details.get("cached_tokens") is not None:
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and details.get("cached_tokens") is not None:
                 result.cached_tokens = details["cached_tokens"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
