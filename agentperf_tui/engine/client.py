@@ -2,9 +2,10 @@
 
 Raw bytes are handed over as each network read lands (``http_stream.StreamPool``) and split
 into SSE events here, so every timestamp is taken when the bytes land, before any JSON decoding,
-and long lines (tool-call arguments) need no line buffer. TTFT is the first event carrying a token of any kind (reasoning, content or
-tool call); output tokens come from the final usage chunk, falling back to counted deltas.
-Every error or timeout becomes a failed result with its cause; nothing here raises.
+and long lines (tool-call arguments) need no line buffer. TTFT is the first event carrying a
+token of any kind (reasoning, content or tool call); output tokens come from the final usage
+chunk, falling back to counted deltas. Every error or timeout becomes a failed result with its
+cause; nothing here raises for what a server or the network does.
 """
 
 from __future__ import annotations
