@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from twin_streams import free_port, scrape, wait_healthy  # noqa: E402
+from twin_streams import free_port, scrape, stop_twin, wait_healthy  # noqa: E402
 
 from agentperf_tui.engine.agent import salted  # noqa: E402
 from agentperf_tui.profile import load_profile  # noqa: E402
@@ -229,11 +229,7 @@ async def main_async(args: argparse.Namespace) -> None:
             finally:
                 await client.close()
     finally:
-        twin.terminate()
-        try:
-            twin.wait(10)
-        except subprocess.TimeoutExpired:
-            twin.kill()
+        stop_twin(twin)
     print(f"{'agents':>7} {'in flight':>9} {'req/s':>6} {'tok/s':>8} {'P25 tok/s':>9} {'P95 TTFT':>8} "
           f"{'failed':>6} {'twin CPU':>8} "
           f"{'step lag':>9} {'dropped':>8} {'client lag':>10} {'client CPU':>10} {'real time':>9}")

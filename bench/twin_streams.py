@@ -52,6 +52,16 @@ def summed_by_name(text: str) -> dict[str, float]:
     return out
 
 
+def stop_twin(twin: subprocess.Popen) -> None:
+    """SIGTERM the twin a bench started; SIGKILL it if it has not gone in 10 s."""
+    twin.terminate()
+    try:
+        twin.wait(10)
+    except subprocess.TimeoutExpired:
+        twin.kill()
+        twin.wait(5)
+
+
 async def scrape(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
     """The twin's /metrics, every sample name summed over its label sets."""
     async with session.get(base + "/metrics") as r:
@@ -129,12 +139,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        twin.terminate()
-        try:
-            twin.wait(10)
-        except subprocess.TimeoutExpired:
-            twin.kill()
-            twin.wait(5)
+        stop_twin(twin)
     chunks = sum(counts) - sum(start_counts)
     # the twin's live counter: sglang:generation_tokens_total counts a request only when it finishes
     generated = values["agentperf_twin:decoded_tokens_total"] - values0["agentperf_twin:decoded_tokens_total"]

@@ -37,6 +37,7 @@ ABORT = "abort"
 IDLE_KEEP_S = 4.0  # s an idle keep-alive connection may wait for its next request
 ERROR_BODY_MAX = 4096  # bytes of a non-200 reply's body kept for its error message
 USER_AGENT = "agentperf-tui"
+CLOSED_BY_CLIENT = "client closed the connection (the load generator stopped)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +153,7 @@ class _Connection(asyncio.Protocol):
                 exchange.t_recv = now
                 if exchange.timer is not None:
                     exchange.timer.cancel()
-                    exchange.timer = asyncio.get_running_loop().call_later(
-                        min(exchange.limits.chunk_s, exchange.t_start + exchange.limits.total_s - now),
-                        self._check_time)
+                    self._check_time()
             exchange.t_recv = now
             reply = exchange.reply
             if reply.status == 200:
@@ -183,7 +182,7 @@ class _Connection(asyncio.Protocol):
         if exchange.timer is not None:
             exchange.timer.cancel()
         if self.pool.closing:
-            exchange.finish("client closed the connection (the load generator stopped)")
+            exchange.finish(CLOSED_BY_CLIENT)
         elif exchange.reply.status == 0:
             exchange.finish("server disconnected" + (f": {exc}" if exc else ""))
         elif exchange.framed:
@@ -316,7 +315,7 @@ class StreamPool:
         loop = asyncio.get_running_loop()
         t_start = time.monotonic()
         if self.closing:
-            return Reply(error="client closed the connection (the load generator stopped)")
+            return Reply(error=CLOSED_BY_CLIENT)
         try:
             target = self._target(url)
             request = b"%s%sContent-Length: %d\r\n\r\n%s" % (target.head, _header_lines(headers), len(body), body)
@@ -335,7 +334,7 @@ class StreamPool:
                 return Reply(error=f"connect failed: {exc}")
             if self.closing:  # close() ran while this connection was being opened
                 connection.close()
-                return Reply(error="client closed the connection (the load generator stopped)")
+                return Reply(error=CLOSED_BY_CLIENT)
             self.connections_opened += 1
             self._all.add(connection)
         exchange = _Exchange(sink, limits, loop.create_future(), t_start)
